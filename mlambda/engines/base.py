@@ -1,0 +1,31 @@
+"""The engine boundary: where versions run. `local` runs instances as processes here."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+
+from mlambda.runtime.dispatcher import Outcome, VersionRef
+from mlambda.runtime.protocol import Item
+
+
+class Engine(abc.ABC):
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Prepare to run versions (no instance starts until a version is invoked)."""
+
+    @abc.abstractmethod
+    def submit(self, version: VersionRef, item: Item) -> asyncio.Future[Outcome]:
+        """Queue one invocation of `version`; raise an `MlambdaError` if it cannot be taken."""
+
+    @abc.abstractmethod
+    async def retire(self, version: VersionRef, timeout_s: float) -> None:
+        """Let `version` finish what it has, then stop its instances."""
+
+    @abc.abstractmethod
+    def status(self, version: VersionRef) -> dict[str, object]:
+        """The version's runtime state: instances, queue, failure."""
+
+    @abc.abstractmethod
+    async def stop(self, timeout_s: float) -> None:
+        """Finish in-flight work (bounded by `timeout_s`), then stop every process."""

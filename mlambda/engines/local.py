@@ -1,0 +1,84 @@
+"""The embedded engine: each version gets a dispatcher, a template and instances, all
+processes on this machine, all connected to one runtime socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable
+
+from mlambda.engines.base import Engine
+from mlambda.runtime import protocol as p
+from mlambda.runtime.dispatcher import Dispatcher, Outcome, VersionRef
+from mlambda.runtime.supervisor import RuntimeSocket
+
+MEMORY_CHECK_S = 0.1
+
+
+class LocalEngine(Engine):
+    def __init__(self, volume: str,
+                 on_outcome: Callable[[VersionRef, Outcome], None] | None = None) -> None:
+        self.volume = volume
+        self.on_outcome = on_outcome
+        self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
+        self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"))
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.runtime.start()
+        self.monitor = asyncio.get_running_loop().create_task(self.watch_memory())
+
+    def config_of(self, version: VersionRef, token: str) -> p.TemplateConfig:
+        return p.TemplateConfig(
+            function_name=version.function,
+            function_version=version.version,
+            bundle=version.bundle,
+            spec=version.spec,
+            socket_path=self.runtime.path,
+            token=token,
+            gateway_pid=os.getpid(),
+            volume=self.volume,
+        )
+
+    def dispatcher(self, version: VersionRef) -> Dispatcher:
+        d = self.dispatchers.get(version.key)
+        if d is None:
+            d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome)
+            self.dispatchers[version.key] = d
+        return d
+
+    def submit(self, version: VersionRef, item: p.Item) -> asyncio.Future[Outcome]:
+        return self.dispatcher(version).submit(item)
+
+    async def retire(self, version: VersionRef, timeout_s: float) -> None:
+        d = self.dispatchers.pop(version.key, None)
+        if d is not None:
+            await d.drain(timeout_s)
+
+    def status(self, version: VersionRef) -> dict[str, object]:
+        d = self.dispatchers.get(version.key)
+        if d is None:
+            return {"version": version.version, "queued": 0, "template": False,
+                    "failure": None, "instances": []}
+        return d.status()
+
+    async def watch_memory(self) -> None:
+        """The memory limit, enforced from outside as a cgroup would: a busy instance over
+        its `memory_mb` is killed (instances also check their own peak after each call)."""
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_S)
+            for d in self.dispatchers.values():
+                d.check_memory()
+
+    async def stop(self, timeout_s: float) -> None:
+        if self.monitor is not None:
+            self.monitor.cancel()
+        dispatchers, self.dispatchers = list(self.dispatchers.values()), {}
+        await asyncio.gather(*(d.drain(timeout_s) for d in dispatchers))
+        await self.runtime.stop()
+        try:
+            os.rmdir(self.rundir)
+        except OSError:
+            pass

@@ -1,0 +1,134 @@
+"""The error hierarchy: every failure a client can see, by type name and HTTP status.
+
+Errors cross the process boundary as `ErrorInfo` (type name, message, stack) and are
+mapped to HTTP here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    """An error as it travels between processes and is written to the client."""
+
+    error_type: str
+    message: str
+    stack: tuple[str, ...] = ()
+    # "function": raised by the handler or its runtime (a Lambda function error);
+    # "request": the request itself was bad (never reached the handler);
+    # "service": the platform refused or failed.
+    kind: str = "function"
+
+
+class MlambdaError(Exception):
+    """Base of every error the platform answers with."""
+
+    error_type: ClassVar[str] = "ServiceException"
+    status: ClassVar[int] = 500
+    kind: ClassVar[str] = "service"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(self.error_type, self.message, (), self.kind)
+
+
+class BadRequest(MlambdaError):
+    error_type = "InvalidRequestContentException"
+    status = 400
+    kind = "request"
+
+
+class InvalidParameter(MlambdaError):
+    error_type = "InvalidParameterValueException"
+    status = 400
+    kind = "request"
+
+
+class Unauthorized(MlambdaError):
+    error_type = "UnauthorizedException"
+    status = 401
+    kind = "request"
+
+
+class Forbidden(MlambdaError):
+    error_type = "ForbiddenException"
+    status = 403
+    kind = "request"
+
+
+class NotFound(MlambdaError):
+    error_type = "ResourceNotFoundException"
+    status = 404
+    kind = "request"
+
+
+class Conflict(MlambdaError):
+    error_type = "ResourceConflictException"
+    status = 409
+    kind = "request"
+
+
+class PayloadTooLarge(MlambdaError):
+    error_type = "RequestTooLargeException"
+    status = 413
+    kind = "request"
+
+
+class TooManyRequests(MlambdaError):
+    error_type = "TooManyRequestsException"
+    status = 429
+
+    def __init__(self, message: str, reason: str = "ConcurrentInvocationLimitExceeded") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ShuttingDown(MlambdaError):
+    error_type = "ServiceUnavailableException"
+    status = 503
+
+
+class InvalidSpec(MlambdaError):
+    """A function bundle whose `function.toml` is wrong: names the file, field and expectation."""
+
+    error_type = "InvalidFunctionSpecException"
+    status = 400
+    kind = "request"
+
+
+# Runtime errors: the function failed. Lambda names these; we keep its names.
+RUNTIME_EXIT = "Runtime.ExitError"
+RUNTIME_OOM = "Runtime.OutOfMemory"
+RUNTIME_IMPORT = "Runtime.ImportModuleError"
+RUNTIME_HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"
+RUNTIME_MARSHAL = "Runtime.MarshalError"
+RUNTIME_BAD_PROXY = "Runtime.InvalidProxyResponse"
+RUNTIME_TEMPLATE = "Runtime.TemplateError"
+TIMED_OUT = "Task.TimedOut"
+
+_FUNCTION_STATUS = {TIMED_OUT: 504}
+
+_SERVICE_STATUS = {
+    cls.error_type: cls.status
+    for cls in (
+        BadRequest, InvalidParameter, Unauthorized, Forbidden, NotFound, Conflict,
+        PayloadTooLarge, TooManyRequests, ShuttingDown, InvalidSpec,
+    )
+}
+
+
+def http_status(info: ErrorInfo) -> int:
+    """The one mapping from an error to an HTTP status on a gateway route."""
+    if info.kind == "function":
+        return _FUNCTION_STATUS.get(info.error_type, 502)
+    return _SERVICE_STATUS.get(info.error_type, 500)
+
+
+def function_error(error_type: str, message: str, stack: tuple[str, ...] = ()) -> ErrorInfo:
+    return ErrorInfo(error_type, message, stack, "function")

@@ -1,0 +1,221 @@
+"""The control plane's state in SQLite (WAL): functions, versions, aliases, routes, keys.
+
+Code bundles live on disk, content-addressed by the SHA-256 of their files, and are
+never changed once stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from mlambda.errors import NotFound
+from mlambda.keys import ApiKey
+from mlambda.runtime.dispatcher import VersionRef
+from mlambda.spec import FunctionSpec, load_spec
+
+LATEST = "$LATEST"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    function TEXT NOT NULL REFERENCES functions(name),
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (function, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    function TEXT NOT NULL REFERENCES functions(name),
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    extra_version TEXT,
+    extra_weight REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (function, name)
+);
+CREATE TABLE IF NOT EXISTS routes (
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    function TEXT NOT NULL REFERENCES functions(name),
+    qualifier TEXT NOT NULL,
+    PRIMARY KEY (method, path)
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Alias:
+    function: str
+    name: str
+    version: str
+    extra_version: str | None = None
+    extra_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str
+    qualifier: str
+
+
+def bundle_digest(bundle: Path) -> str:
+    """SHA-256 over the bundle's files (relative path and content), in a stable order."""
+    h = hashlib.sha256()
+    for path in sorted(bundle_files(bundle)):
+        rel = path.relative_to(bundle).as_posix()
+        h.update(rel.encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def bundle_files(bundle: Path) -> Iterator[Path]:
+    for path in bundle.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            yield path
+
+
+class Registry:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.bundles = data_dir / "bundles"
+        self.bundles.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(data_dir / "registry.db", isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- bundles ------------------------------------------------------------------------
+
+    def store_bundle(self, source: Path) -> tuple[str, FunctionSpec]:
+        """Validate a bundle and copy it, content-addressed, into the data directory."""
+        spec = load_spec(source)
+        digest = bundle_digest(source)
+        target = self.bundles / digest
+        if not target.exists():
+            tmp = Path(tempfile.mkdtemp(dir=self.bundles, prefix=".incoming-"))
+            for path in bundle_files(source):
+                dest = tmp / path.relative_to(source)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest)
+            os.rename(tmp, target)  # atomic: a bundle is whole or absent
+        return digest, spec
+
+    # -- functions and versions ---------------------------------------------------------
+
+    def put_latest(self, source: Path) -> VersionRef:
+        digest, spec = self.store_bundle(source)
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO functions VALUES (?, ?)", (spec.name, now))
+            db.execute(
+                "INSERT OR REPLACE INTO versions VALUES (?, ?, ?, ?, ?)",
+                (spec.name, LATEST, digest, msgspec.json.encode(spec).decode(), now),
+            )
+        return self.version(spec.name, LATEST)
+
+    def publish(self, function: str) -> VersionRef:
+        """Snapshot `$LATEST` as the next immutable version number."""
+        latest = self.version(function, LATEST)
+        with self.transaction() as db:
+            (top,) = db.execute(
+                "SELECT COALESCE(MAX(CAST(version AS INTEGER)), 0) FROM versions "
+                "WHERE function = ? AND version != ?", (function, LATEST)).fetchone()
+            number = str(top + 1)
+            db.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?)",
+                (function, number, latest.sha256, msgspec.json.encode(latest.spec).decode(),
+                 time.time()),
+            )
+        return self.version(function, number)
+
+    def functions(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM functions ORDER BY name")]
+
+    def version(self, function: str, version: str) -> VersionRef:
+        row = self.db.execute(
+            "SELECT sha256, spec FROM versions WHERE function = ? AND version = ?",
+            (function, version)).fetchone()
+        if row is None:
+            if function not in self.functions():
+                raise NotFound(f"Function not found: {function}")
+            raise NotFound(f"Function {function} has no version {version}")
+        return VersionRef(function, version, str(self.bundles / row[0]),
+                          msgspec.json.decode(row[1], type=FunctionSpec), row[0])
+
+    def versions(self, function: str) -> list[VersionRef]:
+        rows = self.db.execute(
+            "SELECT version FROM versions WHERE function = ? ORDER BY created_at", (function,))
+        return [self.version(function, r[0]) for r in rows.fetchall()]
+
+    # -- aliases and routes -------------------------------------------------------------
+
+    def set_alias(self, alias: Alias) -> None:
+        self.version(alias.function, alias.version)
+        if alias.extra_version is not None:
+            self.version(alias.function, alias.extra_version)
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?, ?)",
+                       (alias.function, alias.name, alias.version, alias.extra_version,
+                        alias.extra_weight))
+
+    def aliases(self) -> list[Alias]:
+        rows = self.db.execute("SELECT * FROM aliases ORDER BY function, name").fetchall()
+        return [Alias(*r) for r in rows]
+
+    def add_route(self, route: Route) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?)",
+                       (route.method, route.path, route.function, route.qualifier))
+
+    def routes(self) -> list[Route]:
+        rows = self.db.execute("SELECT * FROM routes ORDER BY path, method").fetchall()
+        return [Route(*r) for r in rows]
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def add_key(self, key: ApiKey) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
+                       (key.key_id, key.name, key.role, key.key_hash, time.time()))
+
+    def keys(self) -> list[ApiKey]:
+        rows = self.db.execute("SELECT id, name, role, hash FROM keys ORDER BY created_at")
+        return [ApiKey(*r) for r in rows.fetchall()]

@@ -1,0 +1,564 @@
+"""A version's dispatcher: its queue, its instances, its template.
+
+request -> `submit` -> queue -> (batch former) -> idle instance -> `Result` -> future.
+Everything happens on the event loop, driven by events (a request, an instance ready,
+a result, a lost connection, a timer); the batch former and the autoscaler are pure
+functions consulted at each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlambda.errors import (
+    RUNTIME_EXIT,
+    RUNTIME_OOM,
+    TIMED_OUT,
+    ErrorInfo,
+    ShuttingDown,
+    TooManyRequests,
+    function_error,
+)
+from mlambda.runtime import protocol as p
+from mlambda.runtime import supervisor
+from mlambda.runtime.autoscaler import InstanceView, ScaleSnapshot, decide
+from mlambda.runtime.batching import BatchSnapshot, plan_batch
+from mlambda.runtime.supervisor import Connection, RuntimeSocket
+from mlambda.runtime.template import TemplateError, TemplateHandle
+from mlambda.spec import FunctionSpec
+
+log = logging.getLogger("mlambda.runtime")
+
+INIT_TIMEOUT_S = 30.0
+FAILED_BACKOFF_S = 5.0
+STOP_GRACE_S = 2.0
+RATE_TAU_S = 1.0
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """What the runtime needs to run one version of a function."""
+
+    function: str
+    version: str
+    bundle: str
+    spec: FunctionSpec
+    sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.function}:{self.version}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one invocation ended, with its timings, for the gateway and telemetry."""
+
+    request_id: str
+    version: str
+    body: bytes
+    error: ErrorInfo | None
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    duration_ms: float
+    queue_ms: float
+    init_ms: float | None
+    max_memory_mb: int
+    logs: str
+    batch_size: int
+    instance_id: str
+
+
+class Invocation:
+    __slots__ = ("arrived", "attempts", "future", "item", "queue_ms")
+
+    def __init__(self, item: p.Item, future: asyncio.Future[Outcome]) -> None:
+        self.item = item
+        self.future = future
+        self.arrived = time.monotonic()
+        self.attempts = 0
+        self.queue_ms = 0.0
+
+
+class InstanceState(str, enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+
+
+@dataclass
+class InFlight:
+    batch_id: int
+    invocations: list[Invocation]
+    started: float
+    done: int = 0
+    deadline: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class InstanceHandle:
+    instance_id: str
+    state: InstanceState = InstanceState.STARTING
+    pid: int = 0
+    conn: Connection | None = None
+    idle_since: float = 0.0
+    fork_sent: float = 0.0
+    init_ms: float | None = None  # reported on the instance's first invocation, then None
+    cold_start_ms: float | None = None
+    batch: InFlight | None = None
+    kill_reason: str | None = None  # TIMED_OUT or RUNTIME_OOM when we killed it
+    exit_status: asyncio.Future[p.Exited] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        runtime: RuntimeSocket,
+        version: VersionRef,
+        config_of: Callable[[VersionRef, str], p.TemplateConfig],
+        on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.version = version
+        self.spec = version.spec
+        self.config_of = config_of
+        self.on_outcome = on_outcome
+        self.loop = asyncio.get_running_loop()
+        self.queue: deque[Invocation] = deque()
+        self.instances: dict[str, InstanceHandle] = {}
+        self.by_pid: dict[int, InstanceHandle] = {}
+        self.template: TemplateHandle | None = None
+        self.template_start: asyncio.Task[TemplateHandle] | None = None
+        self.template_idle_since: float | None = time.monotonic()
+        self.failure: ErrorInfo | None = None
+        self.failed_at = 0.0
+        self.accepting = True
+        self.rate = 0.0
+        self.last_arrival = time.monotonic()
+        self.next_batch_id = 1
+        self.pump_scheduled = False
+        self.batch_timer: asyncio.TimerHandle | None = None
+        self.scale_timer: asyncio.TimerHandle | None = None
+        self.idle_event = asyncio.Event()
+        self.empty = asyncio.Event()  # no instance left
+        self.empty.set()
+        self.cold_starts: list[float] = []  # ms, fork sent -> ready, for the benchmark
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def submit(self, item: p.Item) -> asyncio.Future[Outcome]:
+        """Queue one invocation. Raises at once when it cannot be taken."""
+        if not self.accepting:
+            raise ShuttingDown(f"{self.version.key} is draining")
+        if len(self.queue) >= self.spec.scaling.max_queue:
+            raise TooManyRequests(
+                f"{self.version.key}: {len(self.queue)} invocations already queued "
+                f"(max_queue {self.spec.scaling.max_queue})",
+                "QueueFull",
+            )
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        inv = Invocation(item, future)
+        now = inv.arrived
+        self.rate = self.rate * math.exp((self.last_arrival - now) / RATE_TAU_S) + 1 / RATE_TAU_S
+        self.last_arrival = now
+        if self.failure is not None:
+            if now - self.failed_at < FAILED_BACKOFF_S:
+                self.resolve_error(inv, self.failure)
+                return future
+            self.failure = None
+        self.queue.append(inv)
+        self.idle_event.clear()
+        self.wake()
+        return future
+
+    def wake(self) -> None:
+        if not self.pump_scheduled:
+            self.pump_scheduled = True
+            self.loop.call_soon(self.pump)
+
+    def pump(self) -> None:
+        """Hand queued work to idle instances, then let the autoscaler act."""
+        self.pump_scheduled = False
+        if self.batch_timer is not None:
+            self.batch_timer.cancel()
+            self.batch_timer = None
+        now = time.monotonic()
+        while self.queue:
+            idle = [i for i in self.instances.values() if i.state is InstanceState.IDLE]
+            busy = sum(1 for i in self.instances.values() if i.state is InstanceState.BUSY)
+            plan = plan_batch(BatchSnapshot(
+                queued=len(self.queue),
+                oldest_wait_s=now - self.queue[0].arrived,
+                idle_instances=len(idle),
+                busy_instances=busy,
+                max_batch=self.spec.batch.max_batch,
+                max_wait_s=self.spec.batch.max_wait_ms / 1000,
+                arrival_rate=self.rate * math.exp((self.last_arrival - now) / RATE_TAU_S),
+            ))
+            if plan.take == 0:
+                if idle:
+                    self.batch_timer = self.loop.call_later(plan.wait_s, self.wake)
+                break
+            # the most recently idle instance: the others can then age out (scale down)
+            inst = max(idle, key=lambda i: i.idle_since)
+            self.dispatch(inst, [self.queue.popleft() for _ in range(plan.take)], now)
+        self.scale()
+        if not self.queue and not any(
+            i.state is InstanceState.BUSY for i in self.instances.values()
+        ):
+            self.idle_event.set()
+
+    def dispatch(self, inst: InstanceHandle, invocations: list[Invocation], now: float) -> None:
+        batch_id = self.next_batch_id
+        self.next_batch_id += 1
+        for inv in invocations:
+            inv.queue_ms = (now - inv.arrived) * 1000
+        flight = InFlight(batch_id, invocations, now)
+        inst.batch = flight
+        inst.state = InstanceState.BUSY
+        timeout_ms = int(self.spec.timeout_s * 1000)
+        assert inst.conn is not None
+        inst.conn.send(p.Batch(batch_id, tuple(inv.item for inv in invocations), timeout_ms))
+        flight.deadline = self.loop.call_later(self.spec.timeout_s, self.on_timeout, inst,
+                                               batch_id)
+
+    def on_result(self, inst: InstanceHandle, msg: p.Result) -> None:
+        flight = inst.batch
+        if flight is None or flight.batch_id != msg.batch_id:
+            return
+        inv = flight.invocations[msg.index]
+        init_ms, inst.init_ms = inst.init_ms, None
+        self.resolve(inv, Outcome(
+            inv.item.request_id, self.version.version, msg.body, msg.error, msg.status,
+            msg.headers, msg.duration_ms, inv.queue_ms, init_ms, msg.max_memory_mb, msg.logs,
+            msg.batch_size, inst.instance_id,
+        ))
+        flight.done += 1
+        if msg.error is not None and msg.error.error_type == RUNTIME_OOM:
+            inst.kill_reason = RUNTIME_OOM  # the instance exits by itself after this
+        if flight.done < len(flight.invocations):
+            if self.spec.batch_handler is None and flight.deadline is not None:
+                # sequential: each invocation has its own timeout
+                flight.deadline.cancel()
+                flight.deadline = self.loop.call_later(
+                    self.spec.timeout_s, self.on_timeout, inst, flight.batch_id)
+            return
+        if flight.deadline is not None:
+            flight.deadline.cancel()
+        inst.batch = None
+        if inst.state is InstanceState.BUSY and inst.kill_reason is None:
+            inst.state = InstanceState.IDLE
+            inst.idle_since = time.monotonic()
+        self.wake()
+
+    # -- results ------------------------------------------------------------------------
+
+    def resolve(self, inv: Invocation, outcome: Outcome) -> None:
+        if not inv.future.done():
+            inv.future.set_result(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(self.version, outcome)
+
+    def resolve_error(self, inv: Invocation, error: ErrorInfo, instance_id: str = "",
+                      duration_ms: float = 0.0) -> None:
+        self.resolve(inv, Outcome(
+            inv.item.request_id, self.version.version, b"", error, 0, (), duration_ms,
+            inv.queue_ms, None, 0, "", 0, instance_id,
+        ))
+
+    # -- scaling ------------------------------------------------------------------------
+
+    def scale(self) -> None:
+        if self.scale_timer is not None:
+            self.scale_timer.cancel()
+            self.scale_timer = None
+        now = time.monotonic()
+        decision = decide(ScaleSnapshot(
+            now=now,
+            queued=len(self.queue),
+            instances=tuple(InstanceView(i.instance_id, i.state.value, i.idle_since)
+                            for i in self.instances.values()),
+            min_instances=self.spec.scaling.min_instances if self.accepting else 0,
+            max_instances=self.spec.max_instances,
+            max_batch=self.spec.batch.max_batch,
+            idle_ttl_s=self.spec.scaling.idle_ttl_s,
+            template_alive=self.template is not None,
+            template_idle_since=self.template_idle_since,
+            template_ttl_s=self.spec.template_ttl_s,
+            failed=self.failure is not None or not self.accepting,
+        ))
+        for _ in range(decision.start):
+            self.spawn(self.start_instance())
+        for instance_id in decision.stop:
+            self.stop_instance(self.instances[instance_id])
+        if decision.stop_template and self.template is not None:
+            template, self.template = self.template, None
+            self.spawn(template.stop())
+        if decision.next_check_at is not None:
+            self.scale_timer = self.loop.call_later(
+                max(0.0, decision.next_check_at - now) + 0.001, self.wake)
+
+    def spawn(self, coro: object) -> None:
+        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def ensure_template(self) -> TemplateHandle:
+        if self.template is not None and self.template.alive:
+            return self.template
+        if self.template_start is None or self.template_start.done():
+            self.template_start = self.loop.create_task(self.new_template())
+        return await asyncio.shield(self.template_start)
+
+    async def new_template(self) -> TemplateHandle:
+        template = TemplateHandle(
+            self.runtime,
+            lambda token: self.config_of(self.version, token),
+            self.on_exited,
+            self.on_template_lost,
+        )
+        self.template = template
+        try:
+            await template.start()
+        except TemplateError:
+            if self.template is template:
+                self.template = None
+            raise
+        return template
+
+    async def start_instance(self) -> None:
+        inst = InstanceHandle(secrets.token_hex(12))
+        self.instances[inst.instance_id] = inst
+        self.empty.clear()
+        self.template_idle_since = None
+        try:
+            template = await self.ensure_template()
+        except TemplateError as exc:
+            self.forget(inst)
+            self.fail_version(exc.info)
+            return
+        self.runtime.expect("instance", inst.instance_id, _InstanceOwner(self, inst))
+        inst.fork_sent = time.monotonic()
+        template.fork(inst.instance_id)
+        await asyncio.sleep(0)
+        self.loop.call_later(INIT_TIMEOUT_S + self.spec.timeout_s, self.on_init_timeout, inst)
+
+    def on_init_timeout(self, inst: InstanceHandle) -> None:
+        if inst.state is InstanceState.STARTING and inst.instance_id in self.instances:
+            self.fail_version(function_error(
+                "Runtime.InitTimeout",
+                f"init did not finish within {INIT_TIMEOUT_S + self.spec.timeout_s:.0f} s"))
+            self.kill_instance(inst)
+
+    def stop_instance(self, inst: InstanceHandle) -> None:
+        inst.state = InstanceState.STOPPING
+        if inst.conn is not None:
+            inst.conn.send(p.Stop())
+        self.loop.call_later(STOP_GRACE_S, self.kill_instance, inst)
+
+    def kill_instance(self, inst: InstanceHandle) -> None:
+        if inst.pid and inst.instance_id in self.instances:
+            supervisor.kill(inst.pid)
+        elif inst.instance_id in self.instances and inst.conn is None:
+            self.runtime.forget("instance", inst.instance_id)
+            self.forget(inst)
+
+    def forget(self, inst: InstanceHandle) -> None:
+        self.instances.pop(inst.instance_id, None)
+        self.by_pid.pop(inst.pid, None)
+        if not self.instances:
+            self.template_idle_since = time.monotonic()
+            self.empty.set()
+        self.wake()
+
+    def fail_version(self, error: ErrorInfo) -> None:
+        """Init failed: answer what waits with the error; don't respawn for a while."""
+        log.error("%s failed to start: %s: %s", self.version.key, error.error_type, error.message)
+        self.failure = error
+        self.failed_at = time.monotonic()
+        while self.queue:
+            self.resolve_error(self.queue.popleft(), error)
+        self.wake()
+
+    # -- instance events ----------------------------------------------------------------
+
+    def on_ready(self, inst: InstanceHandle, init_ms: float) -> None:
+        inst.state = InstanceState.IDLE
+        inst.idle_since = time.monotonic()
+        inst.init_ms = init_ms
+        inst.cold_start_ms = (inst.idle_since - inst.fork_sent) * 1000
+        self.cold_starts.append(inst.cold_start_ms)
+        self.wake()
+
+    def on_timeout(self, inst: InstanceHandle, batch_id: int) -> None:
+        if inst.batch is not None and inst.batch.batch_id == batch_id:
+            inst.kill_reason = TIMED_OUT
+            supervisor.kill(inst.pid)
+
+    def on_exited(self, msg: p.Exited) -> None:
+        inst = self.by_pid.get(msg.pid)
+        if inst is not None and not inst.exit_status.done():
+            inst.exit_status.set_result(msg)
+
+    def on_template_lost(self, template: TemplateHandle) -> None:
+        if self.template is template:
+            self.template = None
+            if not template.stopping:
+                log.warning("%s: template process exited", self.version.key)
+
+    async def on_lost(self, inst: InstanceHandle) -> None:
+        """An instance's connection closed: it exited, crashed or was killed."""
+        flight, inst.batch = inst.batch, None
+        if flight is not None and flight.deadline is not None:
+            flight.deadline.cancel()
+        was = inst.state
+        inst.state = InstanceState.STOPPING
+        if was is InstanceState.STARTING:
+            self.forget(inst)
+            if self.failure is None and self.accepting:  # died in init without a word
+                self.fail_version(function_error(
+                    RUNTIME_EXIT, "Runtime exited during init; see the function's logs"))
+            return
+        if flight is None or flight.done == len(flight.invocations):
+            self.forget(inst)
+            return
+        try:
+            status: p.Exited | None = await asyncio.wait_for(asyncio.shield(inst.exit_status), 0.5)
+        except TimeoutError:
+            status = None
+        self.forget(inst)
+        remaining = flight.invocations[flight.done:]
+        if self.spec.batch_handler is None:
+            running, unstarted = remaining[:1], remaining[1:]
+        else:
+            running, unstarted = remaining, []
+        for inv in reversed(unstarted):  # never ran: back to the front of the queue
+            self.queue.appendleft(inv)
+        elapsed = (time.monotonic() - flight.started) * 1000
+        for inv in running:
+            error = self.death_error(inst, inv, status)
+            if error.error_type == RUNTIME_EXIT and self.spec.retry_on_crash and inv.attempts == 0:
+                inv.attempts += 1
+                self.queue.appendleft(inv)
+            else:
+                self.resolve_error(inv, error, inst.instance_id, elapsed)
+        self.wake()
+
+    def death_error(self, inst: InstanceHandle, inv: Invocation,
+                    status: p.Exited | None) -> ErrorInfo:
+        rid = inv.item.request_id
+        if inst.kill_reason == TIMED_OUT:
+            return function_error(
+                TIMED_OUT, f"RequestId: {rid} Error: Task timed out after "
+                           f"{self.spec.timeout_s:.2f} seconds")
+        if inst.kill_reason == RUNTIME_OOM:
+            return function_error(
+                RUNTIME_OOM, f"RequestId: {rid} Error: Runtime exited with error: memory "
+                             f"exceeded the limit of {self.spec.memory_mb} MB; killed")
+        if status is None:
+            how = "connection lost"
+        elif status.signal is not None:
+            how = f"signal: {_signal_name(status.signal)}"
+        else:
+            how = f"exit status {status.exit_code}"
+        return function_error(RUNTIME_EXIT,
+                              f"RequestId: {rid} Error: Runtime exited with error: {how}")
+
+    # -- memory watchdog (called by the engine's monitor) --------------------------------
+
+    def check_memory(self) -> None:
+        limit = self.spec.memory_mb
+        for inst in self.instances.values():
+            if inst.state is InstanceState.BUSY and supervisor.rss_mb(inst.pid) > limit:
+                inst.kill_reason = RUNTIME_OOM
+                supervisor.kill(inst.pid)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        return {
+            "version": self.version.version,
+            "queued": len(self.queue),
+            "template": self.template is not None and self.template.alive,
+            "failure": None if self.failure is None else {
+                "errorType": self.failure.error_type, "errorMessage": self.failure.message},
+            "instances": [
+                {"id": i.instance_id, "state": i.state.value, "pid": i.pid,
+                 "cold_start_ms": i.cold_start_ms}
+                for i in self.instances.values()
+            ],
+        }
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking work, finish what is queued and running (bounded), stop everything."""
+        self.accepting = False
+        try:
+            await asyncio.wait_for(self.idle_event.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("%s: drain timed out with %d queued", self.version.key, len(self.queue))
+        while self.queue:
+            self.resolve_error(self.queue.popleft(), ShuttingDown("shutting down").info())
+        await self.stop()
+
+    async def stop(self) -> None:
+        self.accepting = False
+        for timer in (self.batch_timer, self.scale_timer):
+            if timer is not None:
+                timer.cancel()
+        if self.template_start is not None and not self.template_start.done():
+            await asyncio.wait([self.template_start])
+        for inst in list(self.instances.values()):
+            self.stop_instance(inst)
+        try:
+            await asyncio.wait_for(self.empty.wait(), STOP_GRACE_S + 1)
+        except TimeoutError:
+            log.warning("%s: instances did not stop in time", self.version.key)
+        if self.template is not None:
+            template, self.template = self.template, None
+            await template.stop()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class _InstanceOwner:
+    """Routes an instance's connection events to its dispatcher."""
+
+    def __init__(self, dispatcher: Dispatcher, inst: InstanceHandle) -> None:
+        self.d = dispatcher
+        self.inst = inst
+
+    def on_hello(self, conn: Connection, hello: p.Hello) -> None:
+        self.inst.conn = conn
+        self.inst.pid = hello.pid
+        self.d.by_pid[hello.pid] = self.inst
+
+    def on_message(self, conn: Connection, msg: p.Message) -> None:
+        if isinstance(msg, p.Result):
+            self.d.on_result(self.inst, msg)
+        elif isinstance(msg, p.Ready):
+            self.d.on_ready(self.inst, msg.init_ms)
+        elif isinstance(msg, p.InitFailed):
+            self.d.fail_version(msg.error)
+
+    def on_close(self, conn: Connection) -> None:
+        self.d.spawn(self.d.on_lost(self.inst))
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name.removeprefix("SIG").lower()
+    except ValueError:
+        return str(signum)

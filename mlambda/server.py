@@ -1,0 +1,137 @@
+"""`mlambda up`: the platform in one process, with an explicit lifecycle.
+
+start: data directory -> registry -> keys -> seed functions -> engine -> gateway;
+stop (SIGINT/SIGTERM, via uvicorn): stop accepting, let in-flight requests finish
+(bounded by `drain_s`), drain every dispatcher, stop every instance and template.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from mlambda.engines.local import LocalEngine
+from mlambda.errors import InvalidSpec
+from mlambda.gateway.admin import build_admin
+from mlambda.gateway.app import Gateway
+from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
+from mlambda.registry import Alias, Registry, Route
+from mlambda.router import Router
+from mlambda.settings import Settings
+from mlambda.spec import load_spec
+
+log = logging.getLogger("mlambda")
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data = settings.data.resolve()
+        self.data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.volume = self.data / "volume"
+        self.volume.mkdir(exist_ok=True)
+        self.registry = Registry(self.data)
+        self.new_secrets = self.bootstrap_keys()
+        self.seed()
+        self.router = Router(self.registry)
+        self.keyring = KeyRing(self.registry.keys())
+        self.engine = LocalEngine(str(self.volume))
+        self.gateway = Gateway(settings, self.router, self.keyring, self.engine,
+                               build_admin(self), self.start, self.stop)
+
+    # -- first start --------------------------------------------------------------------
+
+    def bootstrap_keys(self) -> dict[str, str]:
+        """On first start: one admin and one invoke key, written 0600 into the data dir."""
+        if self.registry.keys():
+            return {}
+        created: dict[str, str] = {}
+        for role in ("admin", "invoke"):
+            secret = new_secret()
+            self.registry.add_key(ApiKey(new_key_id(), f"first {role} key", role,
+                                         hash_secret(secret)))
+            path = self.data / f"{role}.key"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secret + "\n")
+            created[role] = secret
+        return created
+
+    def seed(self) -> None:
+        """Deploy the seed file's functions that the registry does not have yet."""
+        path = self.settings.seed
+        if not path.is_file():
+            return
+        try:
+            doc = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidSpec(f"{path}: not valid TOML: {exc}") from None
+        known = set(self.registry.functions())
+        for entry in doc.get("function", []):
+            bundle = (path.parent / entry["bundle"]).resolve()
+            if load_spec(bundle).name in known:
+                continue
+            latest = self.registry.put_latest(bundle)
+            version = self.registry.publish(latest.function)
+            alias = entry.get("alias", "live")
+            self.registry.set_alias(Alias(latest.function, alias, version.version))
+            for spec in entry.get("routes", []):
+                method, _, route_path = spec.partition(" ")
+                self.registry.add_route(Route(method, route_path, latest.function, alias))
+            log.info("seeded %s version %s as %s", latest.function, version.version, alias)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.engine.start()
+        url = f"http://{self.settings.host}:{self.settings.port}"
+        print(f"mlambda: serving on {url} (data: {self.data})", flush=True)
+        if self.new_secrets:
+            print("mlambda: first start; these keys are shown once and kept (0600) in "
+                  f"{self.data}/admin.key and invoke.key:", flush=True)
+            for role, secret in self.new_secrets.items():
+                print(f"  {role:6} key: {secret}", flush=True)
+            self.new_secrets = {}
+
+    async def stop(self) -> None:
+        await self.engine.stop(self.settings.drain_s)
+        self.registry.close()
+        print("mlambda: stopped", flush=True)
+
+    def describe(self, function: str) -> dict[str, Any]:
+        versions = self.registry.versions(function)
+        return {
+            "name": function,
+            "versions": [{"version": v.version, "sha256": v.sha256} for v in versions],
+            "aliases": [
+                {"name": a.name, "version": a.version, "extra_version": a.extra_version,
+                 "extra_weight": a.extra_weight}
+                for a in self.registry.aliases() if a.function == function
+            ],
+            "runtime": [self.engine.status(v) for v in versions],
+        }
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    platform = Platform(settings)
+    config = uvicorn.Config(
+        platform.gateway,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_s),
+        backlog=4096,
+    )
+    uvicorn.Server(config).run()
