@@ -82,3 +82,7 @@ def functions() -> None:
 
 def main() -> None:
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

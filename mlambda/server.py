@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import uvicorn

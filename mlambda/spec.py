@@ -106,6 +106,8 @@ def parse_spec(text: str, source: str = SPEC_FILE) -> FunctionSpec:
         # msgspec says e.g. "Expected `int`, got `str` - at `$.batch.max_batch`"
         # or "Object contains unknown field `colour` - at `$`".
         msg = str(exc).replace("`$.", "`").replace(" - at `$`", " - at the top level")
+        if msg.endswith("- at `event`"):
+            msg += "; expected 'body' or 'proxy'"
         raise InvalidSpec(f"{source}: {msg}") from None
     problems = _check(spec)
     if problems:
@@ -127,7 +129,8 @@ def load_spec(bundle: Path) -> FunctionSpec:
             continue
         module = dotted.rpartition(".")[0]
         rel = Path(*module.split("."))
-        if not ((bundle / rel).with_suffix(".py").is_file() or (bundle / rel / "__init__.py").is_file()):
+        module_file = (bundle / rel).with_suffix(".py")
+        if not (module_file.is_file() or (bundle / rel / "__init__.py").is_file()):
             raise InvalidSpec(
                 f"{path}: field `{field}`: module `{module}` not found in the bundle "
                 f"(expected {rel}.py next to {SPEC_FILE})"

@@ -15,8 +15,9 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from mlambda.errors import (
     RUNTIME_EXIT,
@@ -88,7 +89,7 @@ class Invocation:
         self.queue_ms = 0.0
 
 
-class InstanceState(str, enum.Enum):
+class InstanceState(enum.StrEnum):
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
@@ -309,8 +310,8 @@ class Dispatcher:
             self.scale_timer = self.loop.call_later(
                 max(0.0, decision.next_check_at - now) + 0.001, self.wake)
 
-    def spawn(self, coro: object) -> None:
-        task = self.loop.create_task(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -384,7 +385,8 @@ class Dispatcher:
 
     def fail_version(self, error: ErrorInfo) -> None:
         """Init failed: answer what waits with the error; don't respawn for a while."""
-        log.error("%s failed to start: %s: %s", self.version.key, error.error_type, error.message)
+        log.error("%s failed to start: %s: %s\n%s", self.version.key, error.error_type,
+                  error.message, "".join(error.stack))
         self.failure = error
         self.failed_at = time.monotonic()
         while self.queue:

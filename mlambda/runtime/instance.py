@@ -248,7 +248,8 @@ class Instance:
 
     def finish(self, batch: p.Batch, index: int, value: Any, error: ErrorInfo | None,
                started: float, logs: str) -> p.Result:
-        body, status, headers = b"", 200, ()
+        body, status = b"", 200
+        headers: tuple[tuple[str, str], ...] = ()
         if error is None:
             try:
                 body, status, headers = self.result_of(value, self.spec.event == "proxy")
@@ -297,7 +298,7 @@ class Instance:
                 raise _Marshal(
                     RUNTIME_MARSHAL,
                     f"batch_handler must return a list of {len(good)} results, "
-                    f"got {type(values).__name__} of {len(values) if hasattr(values, '__len__') else '?'}",
+                    f"got {type(values).__name__}",
                 )
         except Exception:
             for i in range(len(events)):

@@ -128,10 +128,6 @@ def encode(msg: Msg) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def decode(body: bytes | memoryview) -> Message:
-    return _decoder.decode(body)
-
-
 class FrameReader:
     """Splits a byte stream into decoded messages."""
 
