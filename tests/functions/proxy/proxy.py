@@ -14,7 +14,8 @@ def handler(event: Any, context: Any) -> Any:
         return ["not", "a", "proxy", "response"]
     return {
         "statusCode": 201,
-        "headers": {"content-type": "application/json", "x-request-id": event["requestContext"]["requestId"]},
+        "headers": {"content-type": "application/json",
+                    "x-request-id": event["requestContext"]["requestId"]},
         "body": json.dumps({"echo": body, "path": event["path"], "resource": event["resource"],
                             "has_key_header": "x-api-key" in event["headers"],
                             "key_id": event["requestContext"]["identity"]["apiKeyId"]}),
