@@ -32,3 +32,9 @@ clean:
 	rm -rf $(VENV) .mlambda .pytest_cache .mypy_cache .ruff_cache
 
 -include mk/*.mk
+
+# Benchmarks (not tests): wrk from Debian's packages; results go in docs/benchmarks.md.
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk hey)
+	$(BIN)/python bench/cold_start.py
+	$(BIN)/python -m bench.echo_http

@@ -125,7 +125,7 @@ def run(settings: Settings) -> None:
         platform.gateway,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
+        loop="asyncio",
         http="httptools",
         lifespan="on",
         access_log=False,

@@ -502,6 +502,17 @@ class Dispatcher:
             ],
         }
 
+    async def reset(self, keep_template: bool) -> None:
+        """Stop every idle instance now (and the template unless kept): the next call
+        pays a cold start. Busy instances finish their batch first."""
+        for inst in list(self.instances.values()):
+            if inst.state is InstanceState.IDLE:
+                self.stop_instance(inst)
+        await self.empty.wait()
+        if not keep_template and self.template is not None:
+            template, self.template = self.template, None
+            await template.stop()
+
     async def drain(self, timeout_s: float) -> None:
         """Stop taking work, finish what is queued and running (bounded), stop everything."""
         self.accepting = False

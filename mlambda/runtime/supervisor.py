@@ -30,12 +30,13 @@ class Connection(asyncio.Protocol):
     def __init__(self, server: RuntimeSocket) -> None:
         self.server = server
         self.reader = p.FrameReader()
-        self.transport: asyncio.WriteTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is duck-typed
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         try:
