@@ -31,7 +31,7 @@ BUNDLES = {"echo": ROOT / "functions" / "echo", "heavy": ROOT / "bench" / "funct
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 async def measure(name: str, runs: int, keep_template: bool) -> dict[str, float]:
