@@ -1,21 +1,34 @@
 """The `mlambda` command. `up` runs the platform; every other command is a client of its
-HTTP API (reads MLAMBDA_URL and MLAMBDA_ADMIN_KEY, or the data directory's key files)."""
+HTTP API through the SDK (reads MLAMBDA_URL and MLAMBDA_ADMIN_KEY, or the data
+directory's key files)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from mlambda.client import Client, ClientError, FunctionError
 from mlambda.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Serverless ML inference on machines you own.")
+alias_app = typer.Typer(no_args_is_help=True, help="Aliases: names that point to versions.")
+routes_app = typer.Typer(no_args_is_help=True, help="Gateway routes: method + path -> target.")
+models_app = typer.Typer(no_args_is_help=True, help="Models in the shared volume.")
+app.add_typer(alias_app, name="alias")
+app.add_typer(routes_app, name="routes")
+app.add_typer(models_app, name="models")
+console = Console()
+T = TypeVar("T")
 
 
 @app.command()
@@ -31,10 +44,6 @@ def up(
     run(Settings.load(host=host, port=port, data=data, seed=seed))
 
 
-def _url() -> str:
-    return os.environ.get("MLAMBDA_URL", "http://127.0.0.1:8080").rstrip("/")
-
-
 def _key(role: str) -> str:
     env = os.environ.get(f"MLAMBDA_{role.upper()}_KEY")
     if env:
@@ -43,9 +52,37 @@ def _key(role: str) -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        typer.echo(f"no {role} key: set MLAMBDA_{role.upper()}_KEY or run from the directory "
-                   f"whose {path} exists", err=True)
+        typer.echo(f"no {role} key: set MLAMBDA_{role.upper()}_KEY, or run where {path} is",
+                   err=True)
         raise typer.Exit(2) from None
+
+
+def _client(role: str = "admin") -> Client:
+    url = os.environ.get("MLAMBDA_URL", "http://127.0.0.1:8080")
+    return Client(url, _key(role))
+
+
+def _call(fn: Callable[[Client], T], role: str = "admin") -> T:
+    """Run one SDK call; print the server's error (type and message) and exit 1 on failure."""
+    with _client(role) as c:
+        try:
+            return fn(c)
+        except ClientError as exc:
+            typer.echo(f"error: {exc.status} {exc.error_type}: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).isoformat(sep=" ", timespec="seconds")
 
 
 @app.command()
@@ -55,29 +92,150 @@ def invoke(
     tail: Annotated[bool, typer.Option(help="print the invocation's log")] = False,
 ) -> None:
     """Invoke a function through the Lambda Invoke API and print its result."""
-    import base64
+    text = Path(payload[1:]).read_text() if payload.startswith("@") else payload
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        typer.echo(f"error: --payload is not JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    role = "invoke" if "MLAMBDA_INVOKE_KEY" in os.environ else "admin"
+    with _client(role) as c:
+        try:
+            result = c.invoke(function, event, tail=tail)
+        except FunctionError as exc:
+            typer.echo(json.dumps(exc.payload, ensure_ascii=False))
+            raise typer.Exit(1) from None
+        except ClientError as exc:
+            typer.echo(f"error: {exc.status} {exc.error_type}: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+    if tail and result.log:
+        typer.echo(result.log, err=True)
+    typer.echo(json.dumps(result.payload, ensure_ascii=False))
 
-    body = Path(payload[1:]).read_bytes() if payload.startswith("@") else payload.encode()
-    headers = {"x-api-key": _key("invoke") if "MLAMBDA_INVOKE_KEY" in os.environ
-               else _key("admin")}
-    if tail:
-        headers["X-Amz-Log-Type"] = "Tail"
-    r = httpx.post(f"{_url()}/2015-03-31/functions/{function}/invocations", content=body,
-                   headers=headers, timeout=930)
-    if tail and "x-amz-log-result" in r.headers:
-        typer.echo(base64.b64decode(r.headers["x-amz-log-result"]).decode(), err=True)
-    typer.echo(r.text)
-    if r.status_code >= 300 or "x-amz-function-error" in r.headers:
-        raise typer.Exit(1)
+
+@app.command()
+def deploy(
+    directory: Annotated[Path, typer.Argument(help="the function's bundle directory")],
+    publish: Annotated[bool, typer.Option(help="also publish the next version")] = False,
+) -> None:
+    """Upload a bundle as the function's $LATEST (and, with --publish, a new version)."""
+    r = _call(lambda c: c.deploy(directory, publish))
+    typer.echo(f"{r['function']} version {r['version']} sha256 {r['sha256']}")
+
+
+@app.command()
+def publish(function: str) -> None:
+    """Snapshot $LATEST as the next immutable version."""
+    r = _call(lambda c: c.publish(function))
+    typer.echo(f"{r['function']} version {r['version']} sha256 {r['sha256']}")
+
+
+@app.command()
+def versions(function: str) -> None:
+    """List a function's versions with their sha256 and time."""
+    rows = _call(lambda c: c.versions(function))
+    _table(f"{function} versions", ["version", "sha256", "created"],
+           [[v["version"], v["sha256"], _when(v["created_at"])] for v in rows])
 
 
 @app.command()
 def functions() -> None:
-    """List functions with their versions, aliases and instances."""
-    r = httpx.get(f"{_url()}/admin/v1/functions", headers={"x-api-key": _key("admin")})
-    typer.echo(json.dumps(r.json(), indent=2, ensure_ascii=False))
-    if r.status_code >= 300:
-        raise typer.Exit(1)
+    """List functions with their versions, aliases and running instances."""
+    rows = _call(lambda c: c.functions())
+    _table("functions", ["name", "versions", "aliases", "instances"], [
+        [f["name"], ", ".join(v["version"] for v in f["versions"]),
+         ", ".join(f"{a['name']}->{a['version']}" for a in f["aliases"]),
+         sum(len(r["instances"]) for r in f["runtime"])] for f in rows])
+
+
+@alias_app.command("set")
+def alias_set(
+    function: str,
+    alias: str,
+    version: str,
+    weight: Annotated[str | None, typer.Option(
+        help="canary: VERSION=WEIGHT, e.g. 4=0.1 sends 10% of the alias's traffic to 4")] = None,
+) -> None:
+    """Point ALIAS of FUNCTION at VERSION (after one instance of it passed its init)."""
+    canary = None
+    if weight is not None:
+        extra, _, share = weight.partition("=")
+        try:
+            canary = (extra, float(share))
+        except ValueError:
+            typer.echo("error: --weight expects VERSION=WEIGHT, e.g. 4=0.1", err=True)
+            raise typer.Exit(2) from None
+    a = _call(lambda c: c.set_alias(function, alias, version, canary))
+    canary_text = ""
+    if a["additional_version"]:
+        canary_text = f" + {a['additional_version']} at {a['weight']:.0%}"
+    typer.echo(f"{a['function']}:{a['name']} -> {a['version']}{canary_text}")
+
+
+@alias_app.command("ls")
+def alias_ls(function: str) -> None:
+    """List a function's aliases."""
+    rows = _call(lambda c: c.aliases(function))
+    _table(f"{function} aliases", ["alias", "version", "canary", "weight"],
+           [[a["name"], a["version"], a["additional_version"], a["weight"]] for a in rows])
+
+
+@routes_app.command("add")
+def routes_add(method: str, path: str, target: str) -> None:
+    """Route METHOD PATH to TARGET (function:alias or function:version)."""
+    r = _call(lambda c: c.add_route(method.upper(), path, target))
+    typer.echo(f"{r['method']} {r['path']} -> {r['target']}")
+
+
+@routes_app.command("ls")
+def routes_ls() -> None:
+    """List the gateway's routes."""
+    rows = _call(lambda c: c.routes())
+    _table("routes", ["method", "path", "target"], [[r["method"], r["path"], r["target"]]
+                                                    for r in rows])
+
+
+@routes_app.command("rm")
+def routes_rm(method: str, path: str) -> None:
+    """Remove a route."""
+    _call(lambda c: c.remove_route(method.upper(), path))
+    typer.echo(f"removed {method.upper()} {path}")
+
+
+@models_app.command("push")
+def models_push(
+    name: str,
+    file: Path,
+    current: Annotated[bool, typer.Option(help="make it the current version")] = True,
+) -> None:
+    """Upload a model file (checksum verified) and make it current by atomic rename."""
+    r = _call(lambda c: c.push_model(name, file, current))
+    typer.echo(f"{r['name']} {r['sha256']} ({r['size']} bytes){' current' if current else ''}")
+
+
+@models_app.command("ls")
+def models_ls() -> None:
+    """List models with their current version and load failures."""
+    rows = _call(lambda c: c.models())
+    _table("models", ["name", "current", "versions", "failed loads"], [
+        [m["name"], (m["current"] or "")[:12], len(m["versions"]),
+         sum(1 for v in m["versions"] if v["error"])] for m in rows])
+
+
+@models_app.command("versions")
+def models_versions(name: str) -> None:
+    """List a model's versions; failed ones show the instance's load error."""
+    m = _call(lambda c: c.model(name))
+    _table(f"model {name}", ["sha256", "file", "size", "created", "current", "error"], [
+        [v["sha256"], v["filename"], v["size"], _when(v["created_at"]),
+         "*" if v["current"] else "", v["error"]] for v in m["versions"]])
+
+
+@models_app.command("rollback")
+def models_rollback(name: str, sha256: str) -> None:
+    """Make an earlier version of a model current again."""
+    m = _call(lambda c: c.rollback_model(name, sha256))
+    typer.echo(f"{name} current -> {m['sha256']}")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from mlambda.errors import NotFound
 from mlambda.keys import ApiKey
 from mlambda.runtime.dispatcher import VersionRef
 from mlambda.spec import FunctionSpec, load_spec
+from mlambda.volume import ModelVersion
 
 LATEST = "$LATEST"
 
@@ -54,6 +55,15 @@ CREATE TABLE IF NOT EXISTS routes (
     qualifier TEXT NOT NULL,
     PRIMARY KEY (method, path)
 );
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    error TEXT,
+    PRIMARY KEY (name, sha256)
+);
 CREATE TABLE IF NOT EXISTS keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -71,6 +81,16 @@ class Alias:
     version: str
     extra_version: str | None = None
     extra_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    sha256: str
+    filename: str
+    size: int
+    created_at: float
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -152,8 +172,13 @@ class Registry:
         return self.version(spec.name, LATEST)
 
     def publish(self, function: str) -> VersionRef:
-        """Snapshot `$LATEST` as the next immutable version number."""
+        """Snapshot `$LATEST` as the next immutable version number; if the newest version
+        already has the same code and configuration, that version is returned (as AWS does)."""
         latest = self.version(function, LATEST)
+        published = [v for v in self.versions(function) if v.version != LATEST]
+        newest = published[-1] if published else None
+        if newest is not None and (newest.sha256, newest.spec) == (latest.sha256, latest.spec):
+            return newest
         with self.transaction() as db:
             (top,) = db.execute(
                 "SELECT COALESCE(MAX(CAST(version AS INTEGER)), 0) FROM versions "
@@ -181,9 +206,16 @@ class Registry:
                           msgspec.json.decode(row[1], type=FunctionSpec), row[0])
 
     def versions(self, function: str) -> list[VersionRef]:
+        """`$LATEST` first, then the published versions in order."""
         rows = self.db.execute(
-            "SELECT version FROM versions WHERE function = ? ORDER BY created_at", (function,))
+            "SELECT version FROM versions WHERE function = ? "
+            "ORDER BY version != ?, CAST(version AS INTEGER)", (function, LATEST))
         return [self.version(function, r[0]) for r in rows.fetchall()]
+
+    def version_times(self, function: str) -> dict[str, float]:
+        rows = self.db.execute("SELECT version, created_at FROM versions WHERE function = ?",
+                               (function,))
+        return {r[0]: r[1] for r in rows.fetchall()}
 
     # -- aliases and routes -------------------------------------------------------------
 
@@ -205,9 +237,36 @@ class Registry:
             db.execute("INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?)",
                        (route.method, route.path, route.function, route.qualifier))
 
+    def remove_route(self, method: str, path: str) -> None:
+        with self.transaction() as db:
+            gone = db.execute("DELETE FROM routes WHERE method = ? AND path = ?", (method, path))
+            if gone.rowcount == 0:
+                raise NotFound(f"no route {method} {path}")
+
     def routes(self) -> list[Route]:
         rows = self.db.execute("SELECT * FROM routes ORDER BY path, method").fetchall()
         return [Route(*r) for r in rows]
+
+    # -- models -------------------------------------------------------------------------
+
+    def add_model(self, m: ModelVersion) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, NULL)",
+                       (m.name, m.sha256, m.filename, m.size, time.time()))
+
+    def model_versions(self, name: str) -> list[ModelRecord]:
+        rows = self.db.execute(
+            "SELECT name, sha256, filename, size, created_at, error FROM models WHERE name = ? "
+            "ORDER BY created_at", (name,)).fetchall()
+        return [ModelRecord(*r) for r in rows]
+
+    def model_names(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT name FROM models ORDER BY name")]
+
+    def set_model_error(self, name: str, sha256: str, error: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE models SET error = ? WHERE name = ? AND sha256 = ?",
+                       (error, name, sha256))
 
     # -- keys ---------------------------------------------------------------------------
 

@@ -15,15 +15,19 @@ from typing import Any
 
 import uvicorn
 
+from mlambda.control import ControlPlane
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidSpec
-from mlambda.gateway.admin import build_admin
+from mlambda.gateway.admin import build_admin, model_json
 from mlambda.gateway.app import Gateway
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Registry, Route
 from mlambda.router import Router
+from mlambda.runtime.dispatcher import VersionRef
+from mlambda.runtime.protocol import ModelLoaded
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
+from mlambda.volume import ModelStore
 
 log = logging.getLogger("mlambda")
 
@@ -40,7 +44,10 @@ class Platform:
         self.seed()
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
-        self.engine = LocalEngine(str(self.volume))
+        self.models = ModelStore(self.volume)
+        self.models.sweep()
+        self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded)
+        self.control = ControlPlane(self.registry, self.router, self.engine, self.models)
         self.gateway = Gateway(settings, self.router, self.keyring, self.engine,
                                build_admin(self), self.start, self.stop)
 
@@ -99,21 +106,46 @@ class Platform:
             self.new_secrets = {}
 
     async def stop(self) -> None:
+        await self.control.stop()
         await self.engine.stop(self.settings.drain_s)
         self.registry.close()
         print("mlambda: stopped", flush=True)
 
+    def on_model_loaded(self, version: VersionRef, msg: ModelLoaded) -> None:
+        self.control.on_model_loaded(version, msg)
+
+    # -- views for the admin API ------------------------------------------------------
+
     def describe(self, function: str) -> dict[str, Any]:
         versions = self.registry.versions(function)
+        running = {v.key for v in self.engine.running()}
         return {
             "name": function,
             "versions": [{"version": v.version, "sha256": v.sha256} for v in versions],
-            "aliases": [
-                {"name": a.name, "version": a.version, "extra_version": a.extra_version,
-                 "extra_weight": a.extra_weight}
-                for a in self.registry.aliases() if a.function == function
-            ],
-            "runtime": [self.engine.status(v) for v in versions],
+            "aliases": [self.alias_json(a) for a in self.registry.aliases()
+                        if a.function == function],
+            "runtime": [self.engine.status(v) for v in versions if v.key in running],
+        }
+
+    @staticmethod
+    def alias_json(a: Alias) -> dict[str, Any]:
+        return {"function": a.function, "name": a.name, "version": a.version,
+                "additional_version": a.extra_version, "weight": a.extra_weight}
+
+    def model_json(self, name: str) -> dict[str, Any]:
+        current = self.models.current(name)
+        loads = []
+        for ref in self.engine.running():
+            for inst in self.engine.status(ref)["instances"]:  # type: ignore[attr-defined]
+                model = inst["models"].get(name)
+                if model is not None:
+                    loads.append({"function": ref.function, "version": ref.version,
+                                  "instance": inst["id"], **model})
+        return {
+            "name": name,
+            "current": current,
+            "versions": [model_json(m, current) for m in self.registry.model_versions(name)],
+            "instances": loads,
         }
 
 

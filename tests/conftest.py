@@ -58,15 +58,19 @@ class Server:
     def admin(self) -> httpx.Client:
         return self.client(self.admin_key)
 
-    def runtime(self, function: str) -> dict[str, Any]:
+    def runtime(self, function: str, version: str = "1") -> dict[str, Any]:
+        """The runtime state of one version (not running: no instances, no template)."""
         with self.admin() as c:
             r = c.get(f"/admin/v1/functions/{function}")
             r.raise_for_status()
-            status: dict[str, Any] = r.json()["runtime"][-1]
-            return status
+            for status in r.json()["runtime"]:
+                if status["version"] == version:
+                    return dict(status)
+        return {"version": version, "queued": 0, "template": False, "failure": None,
+                "instances": []}
 
-    def instances(self, function: str) -> list[dict[str, Any]]:
-        return list(self.runtime(function)["instances"])
+    def instances(self, function: str, version: str = "1") -> list[dict[str, Any]]:
+        return list(self.runtime(function, version)["instances"])
 
     def remember_children(self) -> set[int]:
         """Record every process below the server, to check later that none outlives it."""

@@ -19,6 +19,14 @@ class Engine(abc.ABC):
         """Queue one invocation of `version`; raise an `MlambdaError` if it cannot be taken."""
 
     @abc.abstractmethod
+    async def warm(self, version: VersionRef) -> None:
+        """Have one instance of `version` past its init; raise `InitError` if it fails."""
+
+    @abc.abstractmethod
+    def running(self) -> list[VersionRef]:
+        """The versions that have a dispatcher (and so may hold instances)."""
+
+    @abc.abstractmethod
     async def retire(self, version: VersionRef, timeout_s: float) -> None:
         """Let `version` finish what it has, then stop its instances."""
 

@@ -18,9 +18,11 @@ MEMORY_CHECK_S = 0.1
 
 class LocalEngine(Engine):
     def __init__(self, volume: str,
-                 on_outcome: Callable[[VersionRef, Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
+                 on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None) -> None:
         self.volume = volume
         self.on_outcome = on_outcome
+        self.on_model = on_model
         self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
         self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"))
         self.dispatchers: dict[str, Dispatcher] = {}
@@ -45,12 +47,19 @@ class LocalEngine(Engine):
     def dispatcher(self, version: VersionRef) -> Dispatcher:
         d = self.dispatchers.get(version.key)
         if d is None:
-            d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome)
+            d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome,
+                           self.on_model)
             self.dispatchers[version.key] = d
         return d
 
     def submit(self, version: VersionRef, item: p.Item) -> asyncio.Future[Outcome]:
         return self.dispatcher(version).submit(item)
+
+    async def warm(self, version: VersionRef) -> None:
+        await self.dispatcher(version).warm()
+
+    def running(self) -> list[VersionRef]:
+        return [d.version for d in self.dispatchers.values()]
 
     async def retire(self, version: VersionRef, timeout_s: float) -> None:
         d = self.dispatchers.pop(version.key, None)

@@ -78,6 +78,17 @@ class Outcome:
     instance_id: str
 
 
+@dataclass(frozen=True)
+class ModelLoad:
+    """The last load of a volume model an instance reported."""
+
+    name: str
+    sha256: str
+    error: str | None
+    instance_id: str
+    at: float
+
+
 class Invocation:
     __slots__ = ("arrived", "attempts", "future", "item", "queue_ms")
 
@@ -119,6 +130,21 @@ class InstanceHandle:
     kill_reason: str | None = None  # TIMED_OUT or RUNTIME_OOM when we killed it
     exit_status: asyncio.Future[p.Exited] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
+    ready: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def init_failed(self, error: ErrorInfo) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(InitError(error))
+            self.ready.exception()  # whoever awaits it re-raises; nobody else must log it
+
+
+class InitError(Exception):
+    """A version's instance failed to start: its template or its handler's init."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(f"{info.error_type}: {info.message}")
+        self.info = info
 
 
 class Dispatcher:
@@ -128,12 +154,14 @@ class Dispatcher:
         version: VersionRef,
         config_of: Callable[[VersionRef, str], p.TemplateConfig],
         on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
+        on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.version = version
         self.spec = version.spec
         self.config_of = config_of
         self.on_outcome = on_outcome
+        self.on_model = on_model
         self.loop = asyncio.get_running_loop()
         self.queue: deque[Invocation] = deque()
         self.instances: dict[str, InstanceHandle] = {}
@@ -155,6 +183,7 @@ class Dispatcher:
         self.empty.set()
         self.cold_starts: list[float] = []  # ms, fork sent -> ready, for the benchmark
         self.tasks: set[asyncio.Task[None]] = set()
+        self.models: dict[tuple[str, str], ModelLoad] = {}  # (instance, model) -> last load
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -300,7 +329,7 @@ class Dispatcher:
             failed=self.failure is not None or not self.accepting,
         ))
         for _ in range(decision.start):
-            self.spawn(self.start_instance())
+            self.start_instance()
         for instance_id in decision.stop:
             self.stop_instance(self.instances[instance_id])
         if decision.stop_template and self.template is not None:
@@ -338,14 +367,29 @@ class Dispatcher:
             raise
         return template
 
-    async def start_instance(self) -> None:
+    def start_instance(self) -> InstanceHandle:
         inst = InstanceHandle(secrets.token_hex(12))
         self.instances[inst.instance_id] = inst
         self.empty.clear()
         self.template_idle_since = None
+        self.spawn(self.boot(inst))
+        return inst
+
+    async def warm(self) -> None:
+        """Make sure one instance of this version has passed its init (raises InitError)."""
+        if any(i.state in (InstanceState.IDLE, InstanceState.BUSY)
+               for i in self.instances.values()):
+            return
+        starting = [i for i in self.instances.values() if i.state is InstanceState.STARTING]
+        self.failure = None  # a deliberate attempt: no backoff
+        inst = starting[0] if starting else self.start_instance()
+        await asyncio.shield(inst.ready)
+
+    async def boot(self, inst: InstanceHandle) -> None:
         try:
             template = await self.ensure_template()
         except TemplateError as exc:
+            inst.init_failed(exc.info)
             self.forget(inst)
             self.fail_version(exc.info)
             return
@@ -357,9 +401,11 @@ class Dispatcher:
 
     def on_init_timeout(self, inst: InstanceHandle) -> None:
         if inst.state is InstanceState.STARTING and inst.instance_id in self.instances:
-            self.fail_version(function_error(
+            error = function_error(
                 "Runtime.InitTimeout",
-                f"init did not finish within {INIT_TIMEOUT_S + self.spec.timeout_s:.0f} s"))
+                f"init did not finish within {INIT_TIMEOUT_S + self.spec.timeout_s:.0f} s")
+            inst.init_failed(error)
+            self.fail_version(error)
             self.kill_instance(inst)
 
     def stop_instance(self, inst: InstanceHandle) -> None:
@@ -377,6 +423,8 @@ class Dispatcher:
 
     def forget(self, inst: InstanceHandle) -> None:
         self.instances.pop(inst.instance_id, None)
+        for key in [k for k in self.models if k[0] == inst.instance_id]:
+            del self.models[key]
         self.by_pid.pop(inst.pid, None)
         if not self.instances:
             self.template_idle_since = time.monotonic()
@@ -401,7 +449,18 @@ class Dispatcher:
         inst.init_ms = init_ms
         inst.cold_start_ms = (inst.idle_since - inst.fork_sent) * 1000
         self.cold_starts.append(inst.cold_start_ms)
+        if not inst.ready.done():
+            inst.ready.set_result(None)
         self.wake()
+
+    def on_model_loaded(self, inst: InstanceHandle, msg: p.ModelLoaded) -> None:
+        if msg.error is not None:
+            log.error("%s instance %s failed to load model %s@%s: %s", self.version.key,
+                      inst.instance_id, msg.name, msg.sha256[:12], msg.error)
+        self.models[(inst.instance_id, msg.name)] = ModelLoad(
+            msg.name, msg.sha256, msg.error, inst.instance_id, time.time())
+        if self.on_model is not None:
+            self.on_model(self.version, msg)
 
     def on_timeout(self, inst: InstanceHandle, batch_id: int) -> None:
         if inst.batch is not None and inst.batch.batch_id == batch_id:
@@ -428,9 +487,11 @@ class Dispatcher:
         inst.state = InstanceState.STOPPING
         if was is InstanceState.STARTING:
             self.forget(inst)
+            error = self.failure or function_error(
+                RUNTIME_EXIT, "Runtime exited during init; see the function's logs")
+            inst.init_failed(error)
             if self.failure is None and self.accepting:  # died in init without a word
-                self.fail_version(function_error(
-                    RUNTIME_EXIT, "Runtime exited during init; see the function's logs"))
+                self.fail_version(error)
             return
         if flight is None or flight.done == len(flight.invocations):
             self.forget(inst)
@@ -497,7 +558,9 @@ class Dispatcher:
                 "errorType": self.failure.error_type, "errorMessage": self.failure.message},
             "instances": [
                 {"id": i.instance_id, "state": i.state.value, "pid": i.pid,
-                 "cold_start_ms": i.cold_start_ms}
+                 "cold_start_ms": i.cold_start_ms,
+                 "models": {m.name: {"sha256": m.sha256, "error": m.error}
+                            for (iid, _), m in self.models.items() if iid == i.instance_id}}
                 for i in self.instances.values()
             ],
         }
@@ -562,7 +625,10 @@ class _InstanceOwner:
         elif isinstance(msg, p.Ready):
             self.d.on_ready(self.inst, msg.init_ms)
         elif isinstance(msg, p.InitFailed):
+            self.inst.init_failed(msg.error)
             self.d.fail_version(msg.error)
+        elif isinstance(msg, p.ModelLoaded):
+            self.d.on_model_loaded(self.inst, msg)
 
     def on_close(self, conn: Connection) -> None:
         self.d.spawn(self.d.on_lost(self.inst))

@@ -14,6 +14,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
+from mlambda import volume
 from mlambda.errors import (
     RUNTIME_BAD_PROXY,
     RUNTIME_HANDLER_NOT_FOUND,
@@ -90,6 +92,7 @@ class Instance:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.reader = p.FrameReader()
         self.backlog: list[p.Message] = []
+        self.send_lock = threading.Lock()  # a model may load on a background thread
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[{config.function_version}]{instance_id}"
         self.pending_logs = ""
 
@@ -99,6 +102,7 @@ class Instance:
         self.sock.connect(self.config.socket_path)
         self.send(p.Hello("instance", self.instance_id, os.getpid()))
         sys.stdout = sys.stderr = self.capture
+        volume.set_reporter(self.report_model)
         error = self.init()
         if error is not None:
             self.send(p.InitFailed(error))
@@ -139,7 +143,14 @@ class Instance:
     # -- wire -------------------------------------------------------------------------
 
     def send(self, msg: p.Msg) -> None:
-        self.sock.sendall(p.encode(msg))
+        self.send_raw(p.encode(msg))
+
+    def send_raw(self, frames: bytes) -> None:
+        with self.send_lock:
+            self.sock.sendall(frames)
+
+    def report_model(self, name: str, sha256: str, error: str | None) -> None:
+        self.send(p.ModelLoaded(name, sha256, error))
 
     def receive(self) -> p.Message | None:
         while True:
@@ -316,7 +327,7 @@ class Instance:
             result = self.finish(batch, i, value, error, started, logs if i == good[0] else "")
             oom = oom or (result.error is not None and result.error.error_type == RUNTIME_OOM)
             out.append(p.encode(result))
-        self.sock.sendall(b"".join(out))
+        self.send_raw(b"".join(out))
         if oom:
             os._exit(EXIT_OOM)
 

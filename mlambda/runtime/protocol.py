@@ -114,9 +114,17 @@ class Result(Msg, frozen=True):
     batch_size: int
 
 
+class ModelLoaded(Msg, frozen=True):
+    """An instance loaded (or failed to load) a version of a volume model."""
+
+    name: str
+    sha256: str
+    error: str | None
+
+
 Message = (
     Hello | TemplateReady | TemplateFailed | Fork | Forked | Exited | Ready | InitFailed
-    | Batch | Stop | Result
+    | Batch | Stop | Result | ModelLoaded
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -1,0 +1,190 @@
+"""The Python SDK: `Client(url, key)` for invoking functions and for the control plane.
+
+    from mlambda import Client
+    c = Client("http://127.0.0.1:8080", admin_key)
+    c.deploy("functions/echo", publish=True)
+    c.set_alias("echo", "live", "2", canary=("3", 0.1))
+    c.invoke("echo:live", {"hello": "world"})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """The server refused: carries its status, errorType and errorMessage."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(f"{status} {error_type}: {message}")
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+
+
+class FunctionError(Exception):
+    """The function ran and failed (the Invoke API's X-Amz-Function-Error)."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('errorType')}: {payload.get('errorMessage')}")
+        self.payload = payload
+
+
+@dataclass(frozen=True)
+class Invocation:
+    payload: Any
+    executed_version: str
+    request_id: str
+    log: str | None
+
+
+def bundle_archive(directory: Path) -> bytes:
+    """A .tar.gz of a function's directory (without caches)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(directory.rglob("*")):
+            if "__pycache__" in path.parts or path.suffix == ".pyc" or not path.is_file():
+                continue
+            tar.add(path, arcname=path.relative_to(directory).as_posix())
+    return buf.getvalue()
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+
+
+class Client:
+    def __init__(self, url: str, key: str, timeout: float = 930.0) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers={"x-api-key": key},
+                                 timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self, r: httpx.Response) -> Any:
+        if r.status_code >= 400:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {}
+            raise ClientError(r.status_code, body.get("errorType", "Error"),
+                              body.get("errorMessage", r.text))
+        return r.json() if r.content else None
+
+    # -- invoke -----------------------------------------------------------------------
+
+    def invoke(self, function: str, event: Any = None, *, tail: bool = False) -> Invocation:
+        """Invoke `name`, `name:alias` or `name:version`; raises FunctionError if it failed."""
+        import base64
+
+        headers = {"X-Amz-Log-Type": "Tail"} if tail else {}
+        r = self.http.post(f"/2015-03-31/functions/{function}/invocations",
+                           content=json.dumps(event if event is not None else {}),
+                           headers=headers)
+        payload = self._check(r)
+        log = r.headers.get("x-amz-log-result")
+        if "x-amz-function-error" in r.headers:
+            raise FunctionError(payload)
+        return Invocation(payload, r.headers.get("x-amz-executed-version", ""),
+                          r.headers.get("x-amzn-requestid", ""),
+                          base64.b64decode(log).decode() if log else None)
+
+    # -- code, versions, aliases ------------------------------------------------------
+
+    def deploy(self, directory: str | Path, publish: bool = False) -> dict[str, Any]:
+        r = self.http.post("/admin/v1/functions", params={"publish": str(publish).lower()},
+                           content=bundle_archive(Path(directory)),
+                           headers={"content-type": "application/gzip"})
+        result: dict[str, Any] = self._check(r)
+        return result
+
+    def publish(self, function: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(
+            self.http.post(f"/admin/v1/functions/{function}/versions"))
+        return result
+
+    def functions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/functions"))
+        return result
+
+    def function(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(self.http.get(f"/admin/v1/functions/{name}"))
+        return result
+
+    def versions(self, function: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(
+            self.http.get(f"/admin/v1/functions/{function}/versions"))
+        return result
+
+    def aliases(self, function: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(
+            self.http.get(f"/admin/v1/functions/{function}/aliases"))
+        return result
+
+    def set_alias(self, function: str, alias: str, version: str,
+                  canary: tuple[str, float] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"version": version}
+        if canary is not None:
+            body["additional_version"], body["weight"] = canary
+        result: dict[str, Any] = self._check(
+            self.http.put(f"/admin/v1/functions/{function}/aliases/{alias}", json=body))
+        return result
+
+    # -- routes -----------------------------------------------------------------------
+
+    def routes(self) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = self._check(self.http.get("/admin/v1/routes"))
+        return result
+
+    def add_route(self, method: str, path: str, target: str) -> dict[str, str]:
+        result: dict[str, str] = self._check(self.http.post(
+            "/admin/v1/routes", json={"method": method, "path": path, "target": target}))
+        return result
+
+    def remove_route(self, method: str, path: str) -> None:
+        self._check(self.http.delete("/admin/v1/routes", params={"method": method, "path": path}))
+
+    # -- models -----------------------------------------------------------------------
+
+    def push_model(self, name: str, file: str | Path, current: bool = True) -> dict[str, Any]:
+        path = Path(file)
+        h = hashlib.sha256()
+        for chunk in _file_chunks(path):
+            h.update(chunk)
+        r = self.http.put(f"/admin/v1/models/{name}",
+                          params={"filename": path.name, "current": str(current).lower()},
+                          content=_file_chunks(path),
+                          headers={"x-content-sha256": h.hexdigest(),
+                                   "content-type": "application/octet-stream"})
+        result: dict[str, Any] = self._check(r)
+        return result
+
+    def models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/models"))
+        return result
+
+    def model(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(self.http.get(f"/admin/v1/models/{name}"))
+        return result
+
+    def rollback_model(self, name: str, sha256: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(
+            self.http.post(f"/admin/v1/models/{name}/rollback", json={"sha256": sha256}))
+        return result
