@@ -194,19 +194,24 @@ class Registry:
     def functions(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM functions ORDER BY name")]
 
+    def require(self, function: str) -> None:
+        row = self.db.execute("SELECT 1 FROM functions WHERE name = ?", (function,)).fetchone()
+        if row is None:
+            raise NotFound(f"Function not found: {function}")
+
     def version(self, function: str, version: str) -> VersionRef:
         row = self.db.execute(
             "SELECT sha256, spec FROM versions WHERE function = ? AND version = ?",
             (function, version)).fetchone()
         if row is None:
-            if function not in self.functions():
-                raise NotFound(f"Function not found: {function}")
+            self.require(function)
             raise NotFound(f"Function {function} has no version {version}")
         return VersionRef(function, version, str(self.bundles / row[0]),
                           msgspec.json.decode(row[1], type=FunctionSpec), row[0])
 
     def versions(self, function: str) -> list[VersionRef]:
         """`$LATEST` first, then the published versions in order."""
+        self.require(function)
         rows = self.db.execute(
             "SELECT version FROM versions WHERE function = ? "
             "ORDER BY version != ?, CAST(version AS INTEGER)", (function, LATEST))

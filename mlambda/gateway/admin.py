@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from mlambda.errors import InvalidParameter, MlambdaError, NotFound, PayloadTooLarge
+from mlambda.errors import InvalidParameter, MlambdaError, PayloadTooLarge
 from mlambda.registry import ModelRecord
 
 if TYPE_CHECKING:
@@ -91,8 +91,7 @@ def build_admin(platform: Platform) -> FastAPI:
 
     @app.get("/admin/v1/functions/{name}", dependencies=guarded)
     async def get_function(name: str) -> dict[str, Any]:
-        if name not in platform.registry.functions():
-            raise NotFound(f"Function not found: {name}")
+        platform.registry.require(name)
         return platform.describe(name)
 
     @app.get("/admin/v1/functions/{name}/versions", dependencies=guarded)
@@ -110,7 +109,7 @@ def build_admin(platform: Platform) -> FastAPI:
 
     @app.get("/admin/v1/functions/{name}/aliases", dependencies=guarded)
     async def list_aliases(name: str) -> list[dict[str, Any]]:
-        platform.registry.version(name, "$LATEST")  # 404 for an unknown function
+        platform.registry.require(name)
         return [platform.alias_json(a) for a in platform.registry.aliases() if a.function == name]
 
     @app.put("/admin/v1/functions/{name}/aliases/{alias}", dependencies=guarded)
