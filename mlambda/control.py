@@ -10,6 +10,7 @@ points to any more are drained and stopped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import tarfile
@@ -37,7 +38,7 @@ class ControlPlane:
         self.engine = engine
         self.models = models
         self.lock = asyncio.Lock()  # one traffic change at a time
-        self.retiring: set[asyncio.Task[None]] = set()
+        self.retiring: dict[str, asyncio.Task[None]] = {}  # version key -> its retirement
 
     # -- code -------------------------------------------------------------------------
 
@@ -87,9 +88,16 @@ class ControlPlane:
             if ref.version == LATEST:
                 raise InvalidParameter("an alias points to published versions, not $LATEST")
         async with self.lock:
-            for ref in refs:  # warm before any traffic moves
+            # warm the targets to the capacity the alias has now, before traffic moves
+            now = self.router.aliases.get((function, name))
+            count = 1
+            if now is not None:
+                current = [now.version] + ([now.extra_version] if now.extra_version else [])
+                count = max(self.engine.capacity(self.registry.version(function, v))
+                            for v in current)
+            for ref in refs:
                 try:
-                    await self.engine.warm(ref)
+                    await self.engine.warm(ref, count)
                 except InitError as exc:
                     raise Conflict(f"version {ref.version} of {function} failed its init, so "
                                    f"the alias was not moved: {exc}") from None
@@ -106,11 +114,19 @@ class ControlPlane:
                    if a.extra_version}
         wanted |= {(r.function, r.qualifier) for r in self.router.routes.values()}
         for ref in self.engine.running():
-            if (ref.function, ref.version) not in wanted:
+            pending = self.retiring.get(ref.key)
+            if (ref.function, ref.version) in wanted:
+                if pending is not None:  # wanted again (a rollback): keep its instances
+                    pending.cancel()
+            elif pending is None or pending.done():
                 task = asyncio.get_running_loop().create_task(
                     self.engine.retire(ref, RETIRE_TIMEOUT_S))
-                self.retiring.add(task)
-                task.add_done_callback(self.retiring.discard)
+                self.retiring[ref.key] = task
+                task.add_done_callback(functools.partial(self.forget_retirement, ref.key))
+
+    def forget_retirement(self, key: str, task: asyncio.Task[None]) -> None:
+        if self.retiring.get(key) is task:
+            del self.retiring[key]
 
     # -- routes -----------------------------------------------------------------------
 
@@ -174,5 +190,5 @@ class ControlPlane:
                       msg.name, msg.sha256[:12], version.key, msg.error, back.sha256[:12])
 
     async def stop(self) -> None:
-        for task in list(self.retiring):
+        for task in list(self.retiring.values()):
             task.cancel()

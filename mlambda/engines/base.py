@@ -19,8 +19,13 @@ class Engine(abc.ABC):
         """Queue one invocation of `version`; raise an `MlambdaError` if it cannot be taken."""
 
     @abc.abstractmethod
-    async def warm(self, version: VersionRef) -> None:
-        """Have one instance of `version` past its init; raise `InitError` if it fails."""
+    async def warm(self, version: VersionRef, count: int = 1) -> None:
+        """Have `count` instances of `version` past their init; raise `InitError` if one
+        fails."""
+
+    @abc.abstractmethod
+    def capacity(self, version: VersionRef) -> int:
+        """How many instances `version` has now (starting or serving)."""
 
     @abc.abstractmethod
     def running(self) -> list[VersionRef]:
@@ -28,7 +33,8 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     async def retire(self, version: VersionRef, timeout_s: float) -> None:
-        """Let `version` finish what it has, then stop its instances."""
+        """Let `version` finish what it has, then stop its instances (it may be called again:
+        a later call starts instances as usual)."""
 
     @abc.abstractmethod
     def status(self, version: VersionRef) -> dict[str, object]:

@@ -55,16 +55,20 @@ class LocalEngine(Engine):
     def submit(self, version: VersionRef, item: p.Item) -> asyncio.Future[Outcome]:
         return self.dispatcher(version).submit(item)
 
-    async def warm(self, version: VersionRef) -> None:
-        await self.dispatcher(version).warm()
+    async def warm(self, version: VersionRef, count: int = 1) -> None:
+        await self.dispatcher(version).warm(count)
+
+    def capacity(self, version: VersionRef) -> int:
+        d = self.dispatchers.get(version.key)
+        return 0 if d is None else d.live_instances()
 
     def running(self) -> list[VersionRef]:
         return [d.version for d in self.dispatchers.values()]
 
     async def retire(self, version: VersionRef, timeout_s: float) -> None:
-        d = self.dispatchers.pop(version.key, None)
+        d = self.dispatchers.get(version.key)
         if d is not None:
-            await d.drain(timeout_s)
+            await d.retire(timeout_s)
 
     def status(self, version: VersionRef) -> dict[str, object]:
         d = self.dispatchers.get(version.key)

@@ -375,15 +375,18 @@ class Dispatcher:
         self.spawn(self.boot(inst))
         return inst
 
-    async def warm(self) -> None:
-        """Make sure one instance of this version has passed its init (raises InitError)."""
-        if any(i.state in (InstanceState.IDLE, InstanceState.BUSY)
-               for i in self.instances.values()):
-            return
-        starting = [i for i in self.instances.values() if i.state is InstanceState.STARTING]
+    async def warm(self, count: int = 1) -> None:
+        """Have `count` instances (at most max_instances) past their init before traffic
+        comes, so that moving an alias here does not shrink capacity. Raises InitError."""
+        count = max(1, min(count, self.spec.max_instances))
+        live = [i for i in self.instances.values() if i.state is not InstanceState.STOPPING]
         self.failure = None  # a deliberate attempt: no backoff
-        inst = starting[0] if starting else self.start_instance()
-        await asyncio.shield(inst.ready)
+        while len(live) < count:
+            live.append(self.start_instance())
+        await asyncio.gather(*(asyncio.shield(i.ready) for i in live[:count]))
+
+    def live_instances(self) -> int:
+        return sum(1 for i in self.instances.values() if i.state is not InstanceState.STOPPING)
 
     async def boot(self, inst: InstanceHandle) -> None:
         try:
@@ -575,6 +578,20 @@ class Dispatcher:
         if not keep_template and self.template is not None:
             template, self.template = self.template, None
             await template.stop()
+
+    async def retire(self, timeout_s: float) -> None:
+        """No alias points here any more: let queued and running work finish (bounded),
+        then stop the idle instances. The template stays until its own idle timeout, so
+        a rollback to this version forks in milliseconds instead of starting from
+        nothing; new calls (a rollback, a direct invoke) are still taken."""
+        try:
+            await asyncio.wait_for(self.idle_event.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("%s: still busy after %.0f s; stopping its idle instances",
+                        self.version.key, timeout_s)
+        for inst in list(self.instances.values()):
+            if inst.state is InstanceState.IDLE:
+                self.stop_instance(inst)
 
     async def drain(self, timeout_s: float) -> None:
         """Stop taking work, finish what is queued and running (bounded), stop everything."""
