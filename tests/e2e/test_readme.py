@@ -1,0 +1,44 @@
+"""The README's examples run: its curl calls answer what it says, its boto3 snippet works."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from tests.conftest import ROOT, Server
+
+README = (ROOT / "README.md").read_text()
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, re.S)
+
+
+def test_readme_curl_examples(server: Server, tmp_path: Path) -> None:
+    data = tmp_path / ".mlambda"
+    data.mkdir()
+    (data / "invoke.key").write_text(server.invoke_key)
+    ran = 0
+    for block in blocks("sh"):
+        commands = re.findall(r"^(curl .*?(?:\\\n.*?)*)\n(?:# (.*))?", block, re.M)
+        for command, expected in commands:
+            command = command.replace("http://127.0.0.1:8080", server.url)
+            out = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
+                                 text=True, timeout=30, check=True).stdout
+            assert json.loads(out) == json.loads(expected) if expected else json.loads(out)
+            ran += 1
+    assert ran >= 2
+
+
+def test_readme_boto3_snippet(server: Server) -> None:
+    (snippet,) = [b for b in blocks("python") if "boto3" in b]
+    code = snippet.replace("http://127.0.0.1:8080", server.url)
+    scope: dict[str, object] = {"KEY": server.invoke_key}
+    exec(compile(code, "README.md", "exec"), scope)
+    r = scope["r"]
+    assert isinstance(r, dict)
+    assert r["StatusCode"] == 200 and r["ExecutedVersion"] == "1"
+    assert "LogResult" in r and "FunctionError" not in r
+    assert scope["payload"] == {"a": 1}
