@@ -20,7 +20,7 @@ up: $(STAMP)
 	$(BIN)/mlambda up --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mlambda tests functions bench
+	$(BIN)/ruff check mlambda tests functions bench training
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

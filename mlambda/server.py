@@ -7,8 +7,10 @@ stop (SIGINT/SIGTERM, via uvicorn): stop accepting, let in-flight requests finis
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import sys
 import tomllib
 from typing import Any
@@ -40,12 +42,12 @@ class Platform:
         self.volume = self.data / "volume"
         self.volume.mkdir(exist_ok=True)
         self.registry = Registry(self.data)
+        self.models = ModelStore(self.volume)
+        self.models.sweep()
         self.new_secrets = self.bootstrap_keys()
         self.seed()
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
-        self.models = ModelStore(self.volume)
-        self.models.sweep()
         self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded)
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models)
         self.gateway = Gateway(settings, self.router, self.keyring, self.engine,
@@ -70,7 +72,8 @@ class Platform:
         return created
 
     def seed(self) -> None:
-        """Deploy the seed file's functions that the registry does not have yet."""
+        """Deploy the seed file's functions (and put its models into the volume) that the
+        registry does not have yet."""
         path = self.settings.seed
         if not path.is_file():
             return
@@ -91,6 +94,17 @@ class Platform:
                 method, _, route_path = spec.partition(" ")
                 self.registry.add_route(Route(method, route_path, latest.function, alias))
             log.info("seeded %s version %s as %s", latest.function, version.version, alias)
+        for entry in doc.get("model", []):
+            if self.models.current(entry["name"]) is not None:
+                continue
+            source = (path.parent / entry["file"]).resolve()
+            tmp = self.models.incoming(entry["name"])
+            shutil.copyfile(source, tmp)
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()
+            stored = self.models.commit(entry["name"], source.name, tmp, digest)
+            self.registry.add_model(stored)
+            self.models.flip(stored)
+            log.info("seeded model %s %s", stored.name, stored.sha256[:12])
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -1,0 +1,40 @@
+# Training the handwriting model (issue 3). `make train` reproduces models/handwriting.onnx;
+# `make eval` measures it on the held-out sets. Both need fonts from Debian's packages and
+# hanzi-writer-data from npm; the generated data stays in training/work/ (not committed).
+FONTS := fonts-arphic-ukai fonts-arphic-uming fonts-arphic-bkai00mp fonts-arphic-bsmi00lp \
+	fonts-cns11643-kai fonts-cns11643-sung fonts-cwtex-ming fonts-cwtex-fs fonts-cwtex-heib \
+	fonts-cwtex-yen fonts-noto-cjk fonts-wqy-zenhei fonts-cwtex-kai
+WORK := training/work
+STROKE_DATA := $(WORK)/hanzi-writer-data/package/index.js
+TRAIN_STAMP := $(VENV)/.train-installed
+
+.PHONY: train eval train-data
+
+$(TRAIN_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[train]'
+	touch $(TRAIN_STAMP)
+
+$(WORK)/.fonts:
+	mkdir -p $(WORK)
+	dpkg -s $(FONTS) >/dev/null 2>&1 || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(FONTS))
+	touch $@
+
+$(STROKE_DATA):
+	mkdir -p $(WORK)/hanzi-writer-data
+	cd $(WORK)/hanzi-writer-data && npm pack --silent hanzi-writer-data@2.0.1 && \
+		tar xzf hanzi-writer-data-2.0.1.tgz
+
+$(WORK)/train.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA)
+	$(BIN)/python -m training.dataset --out $(WORK) --per-source 4
+
+train-data: $(WORK)/train.npz
+
+train: $(WORK)/train.npz
+	$(BIN)/python -m training.train --epochs 10
+
+$(WORK)/eval_font.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA)
+	$(BIN)/python -m training.dataset --out $(WORK) --eval-only
+
+eval: $(WORK)/eval_font.npz
+	$(BIN)/python -m training.evaluate

@@ -1,0 +1,169 @@
+"""Deterministic (seeded) generation of the training and evaluation sets.
+
+Every sample is a JPEG made by `scan.scan`, then decoded by the serving preprocessing
+(`functions/handwriting/preprocess.py`) into the model's input; only that array and the
+label are kept (training/work/, never committed).
+
+    python -m training.dataset --out training/work [--per-source 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import glyphs, scan
+from training.labels import NULL, load_labels
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions" / "handwriting"))
+import preprocess  # noqa: E402  # the serving code, imported from its bundle
+
+STROKES = ROOT / "training" / "work" / "hanzi-writer-data" / "package"
+
+
+@dataclass(frozen=True)
+class Spec:
+    label: int
+    kind: str  # font | strokes | blank | scribble | fragment-font | fragment-strokes
+    char: str
+    font: int  # index into TRAIN_FONTS; -1: the validation font
+    seed: int
+    split: str  # "train" or "eval": which fonts and neighbours may appear
+
+
+_state: dict[str, object] = {}
+
+
+def _font(i: int) -> tuple[str, str | None]:
+    return glyphs.VALIDATION_FONT if i < 0 else glyphs.TRAIN_FONTS[i]
+
+
+def _ink(kind: str, char: str, font: int, rng: random.Random) -> object:
+    data = _state["strokes"]
+    assert isinstance(data, glyphs.StrokeData)
+    if kind.endswith("strokes"):
+        medians = data.medians(char)
+        assert medians is not None
+        return glyphs.render_strokes(medians, rng)
+    return glyphs.render_font(char, *_font(font))
+
+
+def make(spec: Spec) -> tuple[np.ndarray, int]:
+    if "strokes" not in _state:
+        _state["strokes"] = glyphs.StrokeData(STROKES)
+        _state["chars"] = load_labels()[:-1]
+    rng = random.Random(spec.seed)
+    chars = _state["chars"]
+    assert isinstance(chars, list)
+    glyph = None
+    if spec.kind in ("font", "strokes"):
+        glyph = _ink(spec.kind, spec.char, spec.font, rng)
+    elif spec.kind == "scribble":
+        glyph = glyphs.render_scribble(rng)
+    elif spec.kind.startswith("fragment"):
+        glyph = scan.fragment(_ink(spec.kind, spec.char, spec.font, rng), rng)  # type: ignore[arg-type]
+    neighbours = []
+    if rng.random() < 0.35:
+        other = rng.choice(chars)
+        fonts = [-1] if spec.split == "eval" else list(range(len(glyphs.TRAIN_FONTS)))
+        f = rng.choice(fonts)
+        if glyphs.has_glyph(*_font(f), other):
+            neighbours.append(glyphs.render_font(other, *_font(f)))
+    jpeg = scan.scan(glyph, rng, neighbours)  # type: ignore[arg-type]
+    return preprocess.prepare(jpeg), spec.label
+
+
+def outside_chars(labels: list[str]) -> list[str]:
+    """CJK characters hanzi-writer-data can draw that are not among the 800."""
+    inside = set(labels)
+    data = glyphs.StrokeData(STROKES)
+    return [c for c in data.chars() if "\u4e00" <= c <= "\u9fff" and c not in inside]
+
+
+def specs(split: str, per_source: int, seed: int) -> list[Spec]:
+    labels = load_labels()
+    chars, null = labels[:-1], labels.index(NULL)
+    data = glyphs.StrokeData(STROKES)
+    rng = random.Random(seed)
+    out: list[Spec] = []
+
+    def seed_() -> int:
+        return rng.getrandbits(48)
+
+    fonts = range(len(glyphs.TRAIN_FONTS)) if split == "train" else [-1]
+    outside = outside_chars(labels)[0 if split == "train" else 1::2]  # disjoint halves
+    for label, char in enumerate(chars):
+        have = [f for f in fonts if glyphs.has_glyph(*_font(f), char)]
+        for f in have:
+            out += [Spec(label, "font", char, f, seed_(), split) for _ in range(per_source)]
+        if split == "eval":
+            continue  # the held-out stroke set is built separately (other seeds)
+        strokes = per_source * len(glyphs.TRAIN_FONTS) if data.medians(char) else 0
+        out += [Spec(label, "strokes", char, 0, seed_(), split) for _ in range(strokes)]
+        if not strokes:  # no stroke data (10 rare name characters): more from the fonts
+            for f in have:
+                out += [Spec(label, "font", char, f, seed_(), split) for _ in range(per_source)]
+    n_null = 40 * per_source if split == "train" else 60
+    for i in range(n_null):
+        c = outside[i % len(outside)]
+        f = rng.choice(list(fonts))
+        if glyphs.has_glyph(*_font(f), c):
+            out.append(Spec(null, "font", c, f, seed_(), split))
+        out.append(Spec(null, "strokes", c, 0, seed_(), split))
+    for _ in range(n_null // 3):
+        out.append(Spec(null, "blank", "", 0, seed_(), split))
+        out.append(Spec(null, "scribble", "", 0, seed_(), split))
+        c = rng.choice(chars + outside)
+        if data.medians(c):
+            out.append(Spec(null, "fragment-strokes", c, 0, seed_(), split))
+    return out
+
+
+def stroke_eval_specs(per_char: int, seed: int) -> list[Spec]:
+    """Stroke-drawn samples of the 800 (those with stroke data), from seeds never trained on."""
+    labels = load_labels()
+    data = glyphs.StrokeData(STROKES)
+    rng = random.Random(seed)
+    return [Spec(label, "strokes", c, 0, rng.getrandbits(48), "eval")
+            for label, c in enumerate(labels[:-1]) if data.medians(c)
+            for _ in range(per_char)]
+
+
+def generate(items: list[Spec], out: Path, workers: int = 2) -> None:
+    started = time.time()
+    x = np.zeros((len(items), preprocess.SIZE, preprocess.SIZE), dtype=np.uint8)
+    y = np.zeros(len(items), dtype=np.int16)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for i, (arr, label) in enumerate(pool.imap(make, items, chunksize=256)):
+            x[i], y[i] = arr, label
+            if i % 10_000 == 0:
+                print(f"  {out.name}: {i:,}/{len(items):,} ({time.time() - started:.0f} s)",
+                      flush=True)
+    np.savez(out, x=x, y=y)
+    print(f"{out}: {len(items):,} samples in {time.time() - started:.0f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=ROOT / "training" / "work")
+    parser.add_argument("--per-source", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--eval-only", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    generate(specs("eval", 4, seed=2), args.out / "eval_font.npz", args.workers)
+    generate(stroke_eval_specs(4, seed=3), args.out / "eval_strokes.npz", args.workers)
+    if not args.eval_only:
+        generate(specs("train", args.per_source, seed=1), args.out / "train.npz", args.workers)
+
+
+if __name__ == "__main__":
+    main()

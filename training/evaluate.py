@@ -1,0 +1,79 @@
+"""Evaluate the shipped ONNX model on the held-out sets, through the serving path.
+
+    python -m training.evaluate [--model models/handwriting.onnx] [--work training/work]
+
+Held out: the font cwTeX Kai (never trained on), stroke-drawn samples from seeds never
+trained on, `isnull` examples made from characters outside the training half of the
+outside pool. Prints top-1 accuracy on each and both, `isnull` precision / recall / F1,
+macro-F1 (the challenge's score) and the 20 most confused pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def predict(model: Path, x: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+    out = []
+    for i in range(0, len(x), 512):
+        batch = x[i:i + 512, None, :, :].astype(np.float32) / 255.0
+        out.append(np.argmax(session.run(None, {"image": batch})[0], axis=1))
+    return np.concatenate(out), labels
+
+
+def f1_scores(y: np.ndarray, p: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray]:
+    tp = np.bincount(y[y == p], minlength=classes).astype(float)
+    pred = np.bincount(p, minlength=classes).astype(float)
+    true = np.bincount(y, minlength=classes).astype(float)
+    precision = np.divide(tp, pred, out=np.zeros(classes), where=pred > 0)
+    recall = np.divide(tp, true, out=np.zeros(classes), where=true > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(classes),
+                   where=(precision + recall) > 0)
+    return precision, recall, f1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "handwriting.onnx")
+    parser.add_argument("--work", type=Path, default=ROOT / "training" / "work")
+    args = parser.parse_args()
+    sets = {name: np.load(args.work / f"eval_{name}.npz") for name in ("font", "strokes")}
+    results: dict[str, object] = {}
+    ys, ps = [], []
+    labels: list[str] = []
+    for name, data in sets.items():
+        y = data["y"].astype(np.int64)
+        p, labels = predict(args.model, data["x"])
+        null = len(labels) - 1
+        chars = y != null
+        results[f"top1_{name}"] = float((p[chars] == y[chars]).mean())
+        ys.append(y)
+        ps.append(p)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    null = len(labels) - 1
+    chars = y != null
+    results["top1_both"] = float((p[chars] == y[chars]).mean())
+    precision, recall, f1 = f1_scores(y, p, len(labels))
+    results["isnull"] = {"precision": precision[null], "recall": recall[null], "f1": f1[null],
+                         "examples": int((y == null).sum())}
+    present = np.bincount(y, minlength=len(labels)) > 0
+    results["macro_f1"] = float(f1[present].mean())
+    results["images"] = {"font": len(sets["font"]["y"]), "strokes": len(sets["strokes"]["y"])}
+    confused = Counter((labels[a], labels[b]) for a, b in zip(y, p, strict=True) if a != b)
+    results["most_confused"] = [f"{a} -> {b}: {n}" for (a, b), n in confused.most_common(20)]
+    print(json.dumps(results, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

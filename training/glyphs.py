@@ -1,0 +1,162 @@
+"""Where characters come from: CJK fonts from Debian's packages (printed), and the stroke
+medians of hanzi-writer-data drawn stroke by stroke with a wobbling brush (written).
+
+Both give an ink mask: a PIL "L" image, ink 255 on 0, cropped to the ink.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from functools import cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+FONT_ROOT = Path("/usr/share/fonts")
+# (file name, family to pick inside a collection): every Debian CJK font the issue names
+TRAIN_FONTS: tuple[tuple[str, str | None], ...] = (
+    ("ukai.ttc", "AR PL UKai TW"),
+    ("uming.ttc", "AR PL UMing TW"),
+    ("bkai00mp.ttf", None),
+    ("bsmi00lp.ttf", None),
+    ("TW-Kai-98_1.ttf", None),
+    ("TW-Sung-98_1.ttf", None),
+    ("cwming.ttf", None),
+    ("cwfs.ttf", None),
+    ("cwheib.ttf", None),
+    ("cwyen.ttf", None),
+    ("NotoSansCJK-Regular.ttc", "Noto Sans CJK TC"),
+    ("NotoSansCJK-Bold.ttc", "Noto Sans CJK TC"),
+    ("NotoSerifCJK-Regular.ttc", "Noto Serif CJK TC"),
+    ("NotoSerifCJK-Bold.ttc", "Noto Serif CJK TC"),
+    ("wqy-zenhei.ttc", "WenQuanYi Zen Hei"),
+)
+VALIDATION_FONT: tuple[str, str | None] = ("cwkai.ttf", None)  # never trained on
+RENDER_PX = 96
+MISSING = "\U0010fffd"  # a code point no font has: what a missing glyph looks like
+
+
+@cache
+def font_path(filename: str) -> Path:
+    found = sorted(FONT_ROOT.rglob(filename))
+    if not found:
+        raise FileNotFoundError(f"font {filename} not installed (make train installs it)")
+    return found[0]
+
+
+@cache
+def load_font(filename: str, family: str | None, size: int = RENDER_PX) -> ImageFont.FreeTypeFont:
+    path = font_path(filename)
+    for index in range(16):
+        try:
+            font = ImageFont.truetype(str(path), size, index=index)
+        except OSError:
+            break
+        if family is None or font.getname()[0] == family:
+            return font
+    raise LookupError(f"{filename} has no face named {family}")
+
+
+@cache
+def _missing_mask(filename: str, family: str | None) -> bytes:
+    return bytes(load_font(filename, family).getmask(MISSING))
+
+
+@cache
+def has_glyph(filename: str, family: str | None, char: str) -> bool:
+    font = load_font(filename, family)
+    mask = font.getmask(char)
+    return mask.getbbox() is not None and bytes(mask) != _missing_mask(filename, family)
+
+
+def render_font(char: str, filename: str, family: str | None) -> Image.Image:
+    font = load_font(filename, family)
+    img = Image.new("L", (RENDER_PX * 2, RENDER_PX * 2), 0)
+    ImageDraw.Draw(img).text((RENDER_PX // 2, RENDER_PX // 2), char, fill=255, font=font)
+    box = img.getbbox()
+    return img.crop(box) if box else img.crop((0, 0, 4, 4))
+
+
+# -- stroke-drawn -------------------------------------------------------------------------
+
+
+class StrokeData:
+    """hanzi-writer-data: one JSON per character, stroke medians in a 1024 box (y up)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def chars(self) -> list[str]:
+        return sorted(p.stem for p in self.root.glob("*.json") if len(p.stem) == 1)
+
+    @cache  # noqa: B019  # one StrokeData per process, lives as long as it
+    def medians(self, char: str) -> list[list[tuple[float, float]]] | None:
+        path = self.root / f"{char}.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return [[(float(x), 900.0 - float(y)) for x, y in stroke] for stroke in data["medians"]]
+
+
+def _densify(points: list[tuple[float, float]], step: float) -> list[tuple[float, float]]:
+    out = [points[0]]
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+        out += [(x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n) for k in range(1, n + 1)]
+    return out
+
+
+def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
+                   px: int = 128) -> Image.Image:
+    """Draw a character the way a hand would: each stroke displaced and turned a little,
+    its points wobbling; the whole slanted and squashed; a brush whose width follows a
+    pressure curve (heavier at the start, lifting at the end)."""
+    scale = px / 1024
+    slant = rng.uniform(-0.25, 0.25)
+    sx, sy = rng.uniform(0.8, 1.15), rng.uniform(0.85, 1.15)
+    turn = math.radians(rng.uniform(-6, 6))
+    cos_t, sin_t = math.cos(turn), math.sin(turn)
+    width = rng.uniform(26, 80)  # brush width in the 1024 box
+    wobble = rng.uniform(3, 14)
+    img = Image.new("L", (px * 2, px * 2), 0)
+    draw = ImageDraw.Draw(img)
+    for stroke in medians:
+        if not stroke:
+            continue
+        dx, dy = rng.gauss(0, 14), rng.gauss(0, 14)
+        cx = sum(p[0] for p in stroke) / len(stroke)
+        cy = sum(p[1] for p in stroke) / len(stroke)
+        a = math.radians(rng.gauss(0, 4))
+        ca, sa = math.cos(a), math.sin(a)
+        pts = []
+        for x, y in stroke:
+            x, y = cx + (x - cx) * ca - (y - cy) * sa, cy + (x - cx) * sa + (y - cy) * ca
+            x, y = x + dx + rng.gauss(0, wobble), y + dy + rng.gauss(0, wobble)
+            x, y = (x - 512) * sx + slant * (y - 512), (y - 512) * sy
+            x, y = x * cos_t - y * sin_t, x * sin_t + y * cos_t
+            pts.append((x * scale + px, y * scale + px))
+        dense = _densify(pts, 1.5)
+        press = rng.uniform(0.7, 1.2)
+        taper = rng.uniform(0.3, 0.8)
+        n = len(dense)
+        for i, (x, y) in enumerate(dense):
+            t = i / max(1, n - 1)
+            heavy_start = 1 + 0.15 * (t < 0.1)
+            r = max(0.6, width * scale / 2 * press * (1.0 - taper * t ** 2) * heavy_start)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    box = img.getbbox()
+    return img.crop(box) if box else img.crop((0, 0, 4, 4))
+
+
+def render_scribble(rng: random.Random, px: int = 96) -> Image.Image:
+    """Random pen movements that are no character."""
+    img = Image.new("L", (px, px), 0)
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(1, 5)):
+        pts = [(rng.uniform(0, px), rng.uniform(0, px)) for _ in range(rng.randint(2, 6))]
+        draw.line(_densify(pts, 2), fill=255, width=rng.randint(2, 7), joint="curve")
+    box = img.getbbox()
+    return img.crop(box) if box else img
