@@ -53,6 +53,10 @@ def load(path: Path) -> Classifier:
 
 
 MODEL = Model(os.environ.get("HANDWRITING_MODEL", "handwriting"), load)
+try:
+    MODEL.get()  # load at init, as a Lambda function would, so the first call is not slower
+except Exception as exc:  # no usable model in the volume yet: each call will report it
+    print(f"handwriting: no model loaded at init: {type(exc).__name__}: {exc}")
 SERVER_UUID = hashlib.sha256(
     (os.environ["ESUN_CAPTAIN_EMAIL"] + os.environ["ESUN_SALT"]).encode()).hexdigest()
 recent: OrderedDict[str, str] = OrderedDict()

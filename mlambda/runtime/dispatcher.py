@@ -128,6 +128,7 @@ class InstanceHandle:
     cold_start_ms: float | None = None
     batch: InFlight | None = None
     kill_reason: str | None = None  # TIMED_OUT or RUNTIME_OOM when we killed it
+    exiting: bool = False  # it said it exits after the invocation it just answered
     exit_status: asyncio.Future[p.Exited] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     ready: asyncio.Future[None] = field(
@@ -276,7 +277,7 @@ class Dispatcher:
         ))
         flight.done += 1
         if msg.error is not None and msg.error.error_type == RUNTIME_OOM:
-            inst.kill_reason = RUNTIME_OOM  # the instance exits by itself after this
+            inst.exiting = True  # it exits by itself now; what it has not started goes back
         if flight.done < len(flight.invocations):
             if self.spec.batch_handler is None and flight.deadline is not None:
                 # sequential: each invocation has its own timeout
@@ -287,7 +288,9 @@ class Dispatcher:
         if flight.deadline is not None:
             flight.deadline.cancel()
         inst.batch = None
-        if inst.state is InstanceState.BUSY and inst.kill_reason is None:
+        if inst.exiting:
+            inst.state = InstanceState.STOPPING
+        elif inst.state is InstanceState.BUSY and inst.kill_reason is None:
             inst.state = InstanceState.IDLE
             inst.idle_since = time.monotonic()
         self.wake()
@@ -505,7 +508,9 @@ class Dispatcher:
             status = None
         self.forget(inst)
         remaining = flight.invocations[flight.done:]
-        if self.spec.batch_handler is None:
+        if inst.exiting:
+            running, unstarted = [], remaining
+        elif self.spec.batch_handler is None:
             running, unstarted = remaining[:1], remaining[1:]
         else:
             running, unstarted = remaining, []
