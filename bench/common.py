@@ -85,11 +85,11 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, connections: int, seconds: int, threads: int, key: str,
-        body: str | None = None, timeout_s: int = 10) -> WrkResult:
+        body: str | None = None, timeout_s: int = 10, script: Path = LUA) -> WrkResult:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
-           "--latency", "-s", str(LUA), url]
+           "--latency", "-s", str(script), url]
     env = {**os.environ, "KEY": key}
     if body is not None:
         env["BODY"] = body

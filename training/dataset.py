@@ -111,14 +111,16 @@ def specs(split: str, per_source: int, seed: int) -> list[Spec]:
         if not strokes:  # no stroke data (10 rare name characters): more from the fonts
             for f in have:
                 out += [Spec(label, "font", char, f, seed_(), split) for _ in range(per_source)]
-    n_null = 40 * per_source if split == "train" else 60
-    for i in range(n_null):
-        c = outside[i % len(outside)]
+    # isnull: every character of this split's half of the outside pool, printed and
+    # written; blank paper, scribbles and fragments
+    n_outside = len(outside) // 2 if split == "train" else 300
+    n_other = 600 if split == "train" else 60
+    for c in outside[:n_outside]:
         f = rng.choice(list(fonts))
         if glyphs.has_glyph(*_font(f), c):
             out.append(Spec(null, "font", c, f, seed_(), split))
         out.append(Spec(null, "strokes", c, 0, seed_(), split))
-    for _ in range(n_null // 3):
+    for _ in range(n_other):
         out.append(Spec(null, "blank", "", 0, seed_(), split))
         out.append(Spec(null, "scribble", "", 0, seed_(), split))
         c = rng.choice(chars + outside)
