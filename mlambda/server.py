@@ -111,7 +111,7 @@ class Platform:
     async def start(self) -> None:
         await self.engine.start()
         url = f"http://{self.settings.host}:{self.settings.port}"
-        print(f"mlambda: serving on {url} (data: {self.data})", flush=True)
+        print(f"mlambda: starting on {url} (data: {self.data})", flush=True)
         if self.new_secrets:
             print("mlambda: first start; these keys are shown once and kept (0600) in "
                   f"{self.data}/admin.key and invoke.key:", flush=True)
