@@ -25,11 +25,22 @@ def test_readme_curl_examples(server: Server, tmp_path: Path) -> None:
         commands = re.findall(r"^(curl .*?(?:\\\n.*?)*)\n(?:# (.*))?", block, re.M)
         for command, expected in commands:
             command = command.replace("http://127.0.0.1:8080", server.url)
+            command = command.replace(" tests/data/", f" {ROOT}/tests/data/")
             out = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
                                  text=True, timeout=30, check=True).stdout
-            assert json.loads(out) == json.loads(expected) if expected else json.loads(out)
+            assert matches(json.loads(out), json.loads(expected)) if expected else json.loads(out)
             ran += 1
-    assert ran >= 2
+    assert ran >= 3
+
+
+def matches(got: object, expected: object) -> bool:
+    """Equal, where "…" in the README stands for any value (a timestamp, say)."""
+    if expected == "…":
+        return True
+    if isinstance(expected, dict):
+        return (isinstance(got, dict) and got.keys() == expected.keys()
+                and all(matches(got[k], v) for k, v in expected.items()))
+    return got == expected
 
 
 def test_readme_boto3_snippet(server: Server) -> None:
