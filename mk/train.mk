@@ -32,6 +32,7 @@ train-data: $(WORK)/train.npz
 
 train: $(WORK)/train.npz
 	$(BIN)/python -m training.train --epochs 10
+	$(BIN)/python -m training.calibrate
 
 $(WORK)/eval_font.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA)
 	$(BIN)/python -m training.dataset --out $(WORK) --eval-only

@@ -139,6 +139,38 @@ def stroke_eval_specs(per_char: int, seed: int) -> list[Spec]:
             for _ in range(per_char)]
 
 
+def calibration_specs(seed: int) -> list[Spec]:
+    """For choosing the `isnull` confidence threshold (training/calibrate.py), apart from
+    both training and evaluation: the 800 drawn from strokes and printed in training fonts
+    with fresh seeds, and `isnull` from outside characters of the training half that the
+    training set left unused (the evaluation half stays unseen), plus blank, scribble and
+    fragment scans."""
+    labels = load_labels()
+    chars, null = labels[:-1], labels.index(NULL)
+    data = glyphs.StrokeData(STROKES)
+    rng = random.Random(seed)
+    fonts = range(len(glyphs.TRAIN_FONTS))
+    out: list[Spec] = []
+    for label, char in enumerate(chars):
+        if data.medians(char):
+            out += [Spec(label, "strokes", char, 0, rng.getrandbits(48), "train")
+                    for _ in range(2)]
+        f = rng.choice([f for f in fonts if glyphs.has_glyph(*_font(f), char)])
+        out.append(Spec(label, "font", char, f, rng.getrandbits(48), "train"))
+    train_half = outside_chars(labels)[0::2]
+    for c in train_half[len(train_half) // 2:][:400]:  # not used by `specs("train")`
+        f = rng.choice(list(fonts))
+        if glyphs.has_glyph(*_font(f), c):
+            out.append(Spec(null, "font", c, f, rng.getrandbits(48), "train"))
+        out.append(Spec(null, "strokes", c, 0, rng.getrandbits(48), "train"))
+    for kind in ("blank", "scribble", "fragment-strokes"):
+        for _ in range(80):
+            c = rng.choice(chars + train_half)
+            if kind != "fragment-strokes" or data.medians(c):
+                out.append(Spec(null, kind, c, 0, rng.getrandbits(48), "train"))
+    return out
+
+
 def generate(items: list[Spec], out: Path, workers: int = 2) -> None:
     started = time.time()
     x = np.zeros((len(items), preprocess.SIZE, preprocess.SIZE), dtype=np.uint8)
@@ -163,6 +195,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     generate(specs("eval", 4, seed=2), args.out / "eval_font.npz", args.workers)
     generate(stroke_eval_specs(4, seed=3), args.out / "eval_strokes.npz", args.workers)
+    generate(calibration_specs(seed=5), args.out / "calibration.npz", args.workers)
     if not args.eval_only:
         generate(specs("train", args.per_source, seed=1), args.out / "train.npz", args.workers)
 

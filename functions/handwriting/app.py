@@ -34,10 +34,16 @@ RECENT = 4096  # answers kept for retries of the same esun_uuid
 class Classifier:
     session: ort.InferenceSession
     labels: list[str]
+    null_threshold: float = 0.0  # below this top-class probability the answer is isnull
 
     def __call__(self, images: np.ndarray) -> list[str]:
         logits = self.session.run(None, {"image": images})[0]
-        return [self.labels[i] for i in np.argmax(logits, axis=1)]
+        best = np.argmax(logits, axis=1)
+        if self.null_threshold > 0:
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            confidence = 1.0 / np.exp(shifted).sum(axis=1)  # softmax of the top class
+            best = np.where(confidence < self.null_threshold, len(self.labels) - 1, best)
+        return [self.labels[i] for i in best]
 
 
 def load(path: Path) -> Classifier:
@@ -46,10 +52,14 @@ def load(path: Path) -> Classifier:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+    meta = session.get_modelmeta().custom_metadata_map
+    labels = json.loads(meta["labels"])
     if len(labels) != session.get_outputs()[0].shape[1] or labels[-1] != NULL:
         raise ValueError(f"{path.name}: labels in its metadata do not match its output")
-    return Classifier(session, labels)
+    threshold = float(meta.get("null_threshold", 0.0))  # chosen by training/calibrate.py
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"{path.name}: null_threshold {threshold} is not in [0, 1)")
+    return Classifier(session, labels, threshold)
 
 
 MODEL = Model(os.environ.get("HANDWRITING_MODEL", "handwriting"), load)
