@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 SIZE = 48
+PERCENTILE = 5  # of the ink levels: the paper's level
 MAX_PIXELS = 40_000_000  # a decompression bomb is refused, not decoded
 
 
@@ -41,14 +42,21 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def to_array(img: Image.Image) -> np.ndarray:
-    """uint8 [SIZE, SIZE]: ink high, paper low, stretched to the full range."""
+    """uint8 [SIZE, SIZE]: ink high, paper low, stretched to the full range: the ink level
+    `lo` (the 5th percentile, as np.percentile's linear method gives it) maps to 0, the
+    darkest pixel to 255. A lookup table of 256 entries does the arithmetic once per level,
+    not once per pixel (this function was half of the preprocessing time)."""
     small = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-    a = 255 - np.asarray(small, dtype=np.int32)
-    lo, hi = int(np.percentile(a, 5)), int(a.max())
+    ink = 255 - np.asarray(small, dtype=np.uint8).ravel()
+    position = (ink.size - 1) * (PERCENTILE / 100)
+    i = int(position)
+    below, above = np.partition(ink, (i, i + 1))[i:i + 2].astype(np.int64)
+    lo, hi = int(below + (above - below) * (position - i)), int(ink.max())
     if hi - lo < 24:  # no contrast: blank paper, keep it blank
         return np.zeros((SIZE, SIZE), dtype=np.uint8)
-    out = (a - lo) * 255 // (hi - lo)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    levels = (np.arange(256, dtype=np.int64) - lo) * 255 // (hi - lo)
+    table = np.clip(levels, 0, 255).astype(np.uint8)
+    return table[ink].reshape(SIZE, SIZE)
 
 
 def prepare(data: bytes) -> np.ndarray:
