@@ -14,7 +14,7 @@ from PIL import Image
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "functions" / "handwriting"))
-import preprocess  # noqa: E402
+import preprocess
 
 CASES = sorted((ROOT / "tests" / "data" / "handwriting").glob("*.jpg"))
 
