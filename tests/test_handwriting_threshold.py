@@ -11,10 +11,10 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-import onnx
 import pytest
 
 from tests.conftest import ROOT
+from training.calibrate import write_threshold
 
 BUNDLE = ROOT / "functions" / "handwriting"
 MODEL = ROOT / "models" / "handwriting.onnx"
@@ -34,14 +34,8 @@ def app() -> Iterator[ModuleType]:
 
 
 def with_threshold(tmp_path: Path, value: str) -> Path:
-    proto = onnx.load(str(MODEL))
-    for entry in list(proto.metadata_props):
-        if entry.key == "null_threshold":
-            proto.metadata_props.remove(entry)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "null_threshold", value
     path = tmp_path / f"model-{value}.onnx"
-    onnx.save(proto, str(path))
+    write_threshold(MODEL, value, path)
     return path
 
 

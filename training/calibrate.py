@@ -1,10 +1,10 @@
 """Choose the `isnull` threshold: below it, the top class's softmax probability says the
 model does not know the character, and the answer is `isnull`. The threshold is the one
 with the best `isnull` F1 among those that cost the 800 characters at most 0.5 points of
-top-1. Chosen on the calibration
-set (training/dataset.py `calibration_specs`: fresh seeds, and outside characters neither
-trained on nor evaluated on), never on the evaluation sets; written into the model's
-metadata as `null_threshold`, so that a model and its threshold are swapped together.
+top-1. Chosen on the calibration set (training/dataset.py `calibration_specs`: fresh
+seeds, and outside characters neither trained on nor evaluated on), never on the
+evaluation sets; written into the model's metadata as `null_threshold`, so that a model
+and its threshold are swapped together.
 
     python -m training.calibrate [--model models/handwriting.onnx]
 """
@@ -18,10 +18,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from training.evaluate import decide, f1_scores, top_class
+from training.evaluate import decision, f1_scores, top_class
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_TOP1_LOSS = 0.005
+
+
+def write_threshold(model: Path, value: str, out: Path | None = None) -> None:
+    """Set the model's `null_threshold` metadata (replacing any), in place or into `out`."""
+    proto = onnx.load(str(model))
+    for entry in list(proto.metadata_props):
+        if entry.key == decision.THRESHOLD_KEY:
+            proto.metadata_props.remove(entry)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = decision.THRESHOLD_KEY, value
+    onnx.save(proto, str(out or model))
 
 
 def main() -> None:
@@ -36,20 +47,14 @@ def main() -> None:
     chars = y != null
     rows = []
     for threshold in np.round(np.arange(0.0, 0.91, 0.01), 2):
-        p = decide(best, confidence, null, float(threshold))
+        p = decision.decide(best, confidence, null, float(threshold))
         _, _, f1 = f1_scores(y, p, len(labels))
         rows.append((float(f1[null]), float((p[chars] == y[chars]).mean()), float(threshold)))
     plain = rows[0]
     # the best isnull F1 that costs the 800 characters at most 0.5 points of top-1 (the
     # tolerance the model is held to for quantization as well); ties: the higher threshold
     f1_null, top1, threshold = max(r for r in rows if r[1] >= plain[1] - MAX_TOP1_LOSS)
-    proto = onnx.load(str(args.model))
-    for entry in list(proto.metadata_props):
-        if entry.key == "null_threshold":
-            proto.metadata_props.remove(entry)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "null_threshold", f"{threshold:.2f}"
-    onnx.save(proto, str(args.model))
+    write_threshold(args.model, f"{threshold:.2f}")
     print(json.dumps({
         "calibration_images": len(y), "isnull_examples": int((~chars).sum()),
         "null_threshold": threshold,

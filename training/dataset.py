@@ -88,6 +88,16 @@ def outside_chars(labels: list[str]) -> list[str]:
     return [c for c in data.chars() if "\u4e00" <= c <= "\u9fff" and c not in inside]
 
 
+def _outside(char: str, null: int, fonts: list[int], rng: random.Random,
+             split: str) -> list[Spec]:
+    """An `isnull` character outside the 800: printed in one of `fonts` (if it has the
+    glyph) and drawn from strokes."""
+    f = rng.choice(fonts)
+    printed = ([Spec(null, "font", char, f, rng.getrandbits(48), split)]
+               if glyphs.has_glyph(*_font(f), char) else [])
+    return [*printed, Spec(null, "strokes", char, 0, rng.getrandbits(48), split)]
+
+
 def specs(split: str, per_source: int, seed: int) -> list[Spec]:
     labels = load_labels()
     chars, null = labels[:-1], labels.index(NULL)
@@ -116,10 +126,7 @@ def specs(split: str, per_source: int, seed: int) -> list[Spec]:
     n_outside = len(outside) // 2 if split == "train" else 300
     n_other = 600 if split == "train" else 60
     for c in outside[:n_outside]:
-        f = rng.choice(list(fonts))
-        if glyphs.has_glyph(*_font(f), c):
-            out.append(Spec(null, "font", c, f, seed_(), split))
-        out.append(Spec(null, "strokes", c, 0, seed_(), split))
+        out += _outside(c, null, list(fonts), rng, split)
     for _ in range(n_other):
         out.append(Spec(null, "blank", "", 0, seed_(), split))
         out.append(Spec(null, "scribble", "", 0, seed_(), split))
@@ -159,10 +166,7 @@ def calibration_specs(seed: int) -> list[Spec]:
         out.append(Spec(label, "font", char, f, rng.getrandbits(48), "train"))
     train_half = outside_chars(labels)[0::2]
     for c in train_half[len(train_half) // 2:][:400]:  # not used by `specs("train")`
-        f = rng.choice(list(fonts))
-        if glyphs.has_glyph(*_font(f), c):
-            out.append(Spec(null, "font", c, f, rng.getrandbits(48), "train"))
-        out.append(Spec(null, "strokes", c, 0, rng.getrandbits(48), "train"))
+        out += _outside(c, null, list(fonts), rng, "train")
     for kind in ("blank", "scribble", "fragment-strokes"):
         for _ in range(80):
             c = rng.choice(chars + train_half)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "functions" / "handwriting"))
+import decision  # noqa: E402  # the serving code's answer rule, imported from its bundle
 
 
 def top_class(model: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], float]:
@@ -31,21 +34,16 @@ def top_class(model: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[
     best, confidence = [], []
     for i in range(0, len(x), 512):
         batch = x[i:i + 512, None, :, :].astype(np.float32) / 255.0
-        logits = session.run(None, {"image": batch})[0]
-        best.append(np.argmax(logits, axis=1))
-        confidence.append(1.0 / np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1))
+        b, c = decision.top_class(session.run(None, {"image": batch})[0])
+        best.append(b)
+        confidence.append(c)
     return (np.concatenate(best), np.concatenate(confidence), json.loads(meta["labels"]),
-            float(meta.get("null_threshold", 0.0)))
-
-
-def decide(best: np.ndarray, confidence: np.ndarray, null: int, threshold: float) -> np.ndarray:
-    """As the function answers (functions/handwriting/app.py): isnull below the threshold."""
-    return np.where(confidence < threshold, null, best)
+            decision.threshold_of(meta, model.name))
 
 
 def predict(model: Path, x: np.ndarray) -> tuple[np.ndarray, list[str]]:
     best, confidence, labels, threshold = top_class(model, x)
-    return decide(best, confidence, len(labels) - 1, threshold), labels
+    return decision.decide(best, confidence, len(labels) - 1, threshold), labels
 
 
 def f1_scores(y: np.ndarray, p: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray,
@@ -78,11 +76,11 @@ def main() -> None:
     null = len(labels) - 1
     results["null_threshold"] = threshold
     for name, y, best, confidence in zip(sets, ys, bests, confidences, strict=True):
-        p = decide(best, confidence, null, threshold)
+        p = decision.decide(best, confidence, null, threshold)
         chars = y != null
         results[f"top1_{name}"] = float((p[chars] == y[chars]).mean())
     y = np.concatenate(ys)
-    p = decide(np.concatenate(bests), np.concatenate(confidences), null, threshold)
+    p = decision.decide(np.concatenate(bests), np.concatenate(confidences), null, threshold)
     chars = y != null
     results["top1_both"] = float((p[chars] == y[chars]).mean())
     precision, recall, f1 = f1_scores(y, p, len(labels))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import decision
 import numpy as np
 import onnxruntime as ort
 import preprocess
@@ -37,13 +38,9 @@ class Classifier:
     null_threshold: float = 0.0  # below this top-class probability the answer is isnull
 
     def __call__(self, images: np.ndarray) -> list[str]:
-        logits = self.session.run(None, {"image": images})[0]
-        best = np.argmax(logits, axis=1)
-        if self.null_threshold > 0:
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            confidence = 1.0 / np.exp(shifted).sum(axis=1)  # softmax of the top class
-            best = np.where(confidence < self.null_threshold, len(self.labels) - 1, best)
-        return [self.labels[i] for i in best]
+        best, confidence = decision.top_class(self.session.run(None, {"image": images})[0])
+        answers = decision.decide(best, confidence, len(self.labels) - 1, self.null_threshold)
+        return [self.labels[i] for i in answers]
 
 
 def load(path: Path) -> Classifier:
@@ -56,10 +53,7 @@ def load(path: Path) -> Classifier:
     labels = json.loads(meta["labels"])
     if len(labels) != session.get_outputs()[0].shape[1] or labels[-1] != NULL:
         raise ValueError(f"{path.name}: labels in its metadata do not match its output")
-    threshold = float(meta.get("null_threshold", 0.0))  # chosen by training/calibrate.py
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"{path.name}: null_threshold {threshold} is not in [0, 1)")
-    return Classifier(session, labels, threshold)
+    return Classifier(session, labels, decision.threshold_of(meta, path.name))
 
 
 MODEL = Model(os.environ.get("HANDWRITING_MODEL", "handwriting"), load)

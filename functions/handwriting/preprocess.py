@@ -59,8 +59,8 @@ def decode_image(data: bytes) -> Image.Image:
         if img.width * img.height > MAX_PIXELS:
             raise ImageError(f"the image is {img.width}x{img.height}; at most {MAX_PIXELS} pixels")
         if img.format == "JPEG" and img.mode == "RGB":
-            # libjpeg decodes straight to grayscale (no colour conversion, a third faster),
-            # and a large scan at a reduced scale (DCT scaling), never below SIZE x SIZE
+            # a JPEG the fast path left to Pillow: decoded the same way (luma plane,
+            # DCT-scaled when large), so that both paths give the same pixels
             img.draft("L", (SIZE, SIZE))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
