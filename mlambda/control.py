@@ -1,10 +1,12 @@
 """The control plane's operations: deploy, publish, move aliases, manage routes, push and
-roll back models. The admin API is its HTTP face; the CLI and SDK are clients of that.
+roll back models, manage API keys and usage plans. The admin API is its HTTP face; the CLI
+and SDK are clients of that.
 
 Every change that affects traffic takes effect without a restart and without dropping a
-request: a new alias target is warmed (one instance past its init) before any traffic
-goes to it; requests in flight finish where they started; versions that no alias
-points to any more are drained and stopped.
+request; the router and the key ring are swapped whole, in memory, after each change. A
+new alias target is warmed (one instance past its init) before any traffic goes to it;
+requests in flight finish where they started; versions that no alias points to any more
+are drained and stopped.
 """
 
 from __future__ import annotations
@@ -12,13 +14,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import io
+import json
 import logging
+import os
 import tarfile
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from mlambda.engines.base import Engine
 from mlambda.errors import BadRequest, Conflict, InvalidParameter, NotFound
+from mlambda.gateway.throttle import Meter
+from mlambda.keys import (
+    ACTIVE,
+    DISABLED,
+    NAME,
+    REVOKED,
+    ROLES,
+    ApiKey,
+    KeyRing,
+    hash_secret,
+    new_key_id,
+    new_secret,
+)
+from mlambda.plans import Plan
 from mlambda.registry import LATEST, Alias, ModelRecord, Registry, Route
 from mlambda.router import Router
 from mlambda.runtime.dispatcher import InitError, VersionRef
@@ -32,11 +52,13 @@ RETIRE_TIMEOUT_S = 30.0
 
 class ControlPlane:
     def __init__(self, registry: Registry, router: Router, engine: Engine,
-                 models: ModelStore) -> None:
+                 models: ModelStore, keyring: KeyRing, meter: Meter) -> None:
         self.registry = registry
         self.router = router
         self.engine = engine
         self.models = models
+        self.keyring = keyring
+        self.meter = meter
         self.lock = asyncio.Lock()  # one traffic change at a time
         self.retiring: dict[str, asyncio.Task[None]] = {}  # version key -> its retirement
 
@@ -188,6 +210,177 @@ class ControlPlane:
             self.models.flip(ModelVersion(back.name, back.sha256, back.filename, back.size))
             log.error("model %s@%s failed to load in %s (%s); current is back to %s",
                       msg.name, msg.sha256[:12], version.key, msg.error, back.sha256[:12])
+
+    # -- keys and plans ---------------------------------------------------------------
+
+    def reload_keys(self) -> None:
+        self.keyring.replace(self.registry.keys())
+
+    def find_key(self, ref: str) -> ApiKey:
+        """A key by id, or by name (the one not revoked, else the newest)."""
+        keys = self.registry.keys()
+        for k in keys:
+            if k.key_id == ref:
+                return k
+        named = sorted((k for k in keys if k.name == ref),
+                       key=lambda k: (k.state != REVOKED, k.created_at))
+        if not named:
+            raise NotFound(f"no API key named {ref}")
+        return named[-1]
+
+    def create_key(self, name: str, role: str, plan: str | None = None,
+                   functions: list[str] | None = None,
+                   expires_at: float | None = None) -> tuple[ApiKey, str]:
+        """A new key and its secret (which is not kept: only its SHA-256 is stored)."""
+        if not NAME.match(name):
+            raise InvalidParameter(
+                f"name {name!r}: expected 1-64 letters, digits, '_', '-' or '.'")
+        if role not in ROLES:
+            raise InvalidParameter(f"role {role!r}: expected one of {', '.join(ROLES)}")
+        if any(k.name == name and k.state != REVOKED for k in self.registry.keys()):
+            raise Conflict(f"an API key named {name} exists (revoke it first, or pick "
+                           "another name)")
+        if expires_at is not None and expires_at <= time.time():
+            raise InvalidParameter("expires_at: expected a time in the future")
+        secret = new_secret()
+        key = ApiKey(new_key_id(), name, role, hash_secret(secret), plan=self.plan(plan),
+                     functions=self.scope(role, functions), created_at=time.time(),
+                     expires_at=expires_at)
+        self.registry.add_key(key)
+        self.reload_keys()
+        return self.find_key(key.key_id), secret
+
+    def update_key(self, ref: str, changes: dict[str, Any]) -> ApiKey:
+        """Apply `changes` (any of: enabled, plan, functions, expires_at) to a key."""
+        key = self.find_key(ref)
+        if key.state == REVOKED:
+            raise Conflict(f"API key {key.name} is revoked: it cannot change")
+        columns: dict[str, Any] = {}
+        if "enabled" in changes:
+            columns["state"] = ACTIVE if changes["enabled"] else DISABLED
+        if "plan" in changes:
+            plan = self.plan(changes["plan"])
+            columns["plan"] = None if plan is None else plan.name
+        if "functions" in changes:
+            scope = self.scope(key.role, changes["functions"])
+            columns["functions"] = None if scope is None else json.dumps(sorted(scope))
+        if "expires_at" in changes:
+            when = changes["expires_at"]
+            if when is not None and when <= time.time():
+                raise InvalidParameter("expires_at: expected a time in the future")
+            columns["expires_at"] = when
+        if columns.get("state") == DISABLED or columns.get("expires_at") is not None:
+            self.keep_an_admin(key)
+        if columns:
+            self.registry.update_key(key.key_id, **columns)
+            self.reload_keys()
+        return self.find_key(key.key_id)
+
+    def revoke_key(self, ref: str) -> ApiKey:
+        key = self.find_key(ref)
+        self.keep_an_admin(key)
+        self.registry.update_key(key.key_id, state=REVOKED, old_hash=None, old_until=None)
+        self.reload_keys()
+        return self.find_key(key.key_id)
+
+    def rotate_key(self, ref: str, grace_s: float = 0.0) -> tuple[ApiKey, str]:
+        """A new secret for a key; the previous one keeps working for `grace_s` seconds.
+        A first-start key file (admin.key, invoke.key) holding the old secret gets the new."""
+        if not 0 <= grace_s <= 30 * 86400:
+            raise InvalidParameter(f"grace_s {grace_s}: expected 0 to 2592000 (30 days)")
+        key = self.find_key(ref)
+        if key.state == REVOKED:
+            raise Conflict(f"API key {key.name} is revoked: it cannot be rotated")
+        secret = new_secret()
+        self.registry.update_key(key.key_id, hash=hash_secret(secret), old_hash=key.key_hash,
+                                 old_until=time.time() + grace_s)
+        self.reload_keys()
+        for path in (self.registry.data_dir / f"{r}.key" for r in ("admin", "invoke")):
+            if path.is_file() and hash_secret(path.read_text().strip()) == key.key_hash:
+                tmp = path.with_suffix(".key.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(secret + "\n")
+                os.replace(tmp, path)
+        return self.find_key(key.key_id), secret
+
+    def keep_an_admin(self, key: ApiKey) -> None:
+        """Refuse to take away the last usable admin key (nobody could manage keys then)."""
+        if key.role != "admin":
+            return
+        now = time.time()
+        others = [k for k in self.registry.keys() if k.role == "admin" and k.state == ACTIVE
+                  and k.key_id != key.key_id and (k.expires_at is None or k.expires_at > now)]
+        if not others:
+            raise Conflict(f"API key {key.name} is the last usable admin key: create another "
+                           "admin key first")
+
+    def find_plan(self, name: str) -> Plan:
+        for p in self.registry.plans():
+            if p.name == name:
+                return p
+        raise NotFound(f"no usage plan named {name}")
+
+    def plan(self, name: str | None) -> Plan | None:
+        """The plan a key's `plan` field names (a 400 naming the field if there is none)."""
+        if name is None:
+            return None
+        try:
+            return self.find_plan(name)
+        except NotFound:
+            raise InvalidParameter(f"plan: there is no usage plan named {name}") from None
+
+    def scope(self, role: str, functions: list[str] | None) -> frozenset[str] | None:
+        if functions is None:
+            return None
+        if role == "metrics":
+            raise InvalidParameter("functions: a metrics key invokes no function")
+        if not functions:
+            raise InvalidParameter("functions: expected at least one function name")
+        known = set(self.registry.functions())
+        for f in functions:
+            if f not in known:
+                raise InvalidParameter(f"functions: there is no function named {f}")
+        return frozenset(functions)
+
+    def create_plan(self, plan: Plan) -> Plan:
+        if any(p.name == plan.name for p in self.registry.plans()):
+            raise Conflict(f"a usage plan named {plan.name} exists")
+        self.registry.add_plan(plan)
+        return plan
+
+    def remove_plan(self, name: str) -> None:
+        self.find_plan(name)
+        users = [k.name for k in self.registry.keys()
+                 if k.plan is not None and k.plan.name == name]
+        if users:
+            raise Conflict(f"usage plan {name} is attached to keys {', '.join(users)}: "
+                           "move them to another plan first (keys set-plan)")
+        self.registry.remove_plan(name)
+
+    def usage(self, since_day: str, ref: str | None = None) -> list[dict[str, Any]]:
+        """Requests admitted and throttled per key per UTC day, from `since_day` on:
+        the persisted counts plus those not yet written."""
+        counts: dict[tuple[str, str], list[int]] = {}
+        for key_id, day, requests, throttled in self.registry.usage(since_day):
+            counts[(key_id, day)] = [requests, throttled]
+        for k, (requests, throttled) in self.meter.pending.items():
+            if k[1] >= since_day:
+                slot = counts.setdefault(k, [0, 0])
+                slot[0] += requests
+                slot[1] += throttled
+        names = {k.key_id: k.name for k in self.registry.keys()}
+        only = None if ref is None else self.find_key(ref).key_id
+        return [{"key_id": key_id, "name": names.get(key_id), "day": day,
+                 "requests": n, "throttled": t}
+                for (key_id, day), (n, t) in sorted(counts.items(), key=lambda i: i[0][::-1])
+                if only is None or key_id == only]
+
+    def last_used(self, key: ApiKey) -> float | None:
+        recent = self.meter.last_used.get(key.key_id)
+        if recent is None:
+            return key.last_used
+        return max(recent, key.last_used or 0.0)
 
     async def stop(self) -> None:
         for task in list(self.retiring.values()):

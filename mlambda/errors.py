@@ -6,6 +6,7 @@ mapped to HTTP here and nowhere else.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import msgspec
@@ -36,6 +37,10 @@ class MlambdaError(Exception):
 
     def info(self) -> ErrorInfo:
         return ErrorInfo(self.error_type, self.message, (), self.kind)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """HTTP headers that go with this error's answer (Retry-After, say)."""
+        return []
 
 
 class BadRequest(MlambdaError):
@@ -81,12 +86,31 @@ class PayloadTooLarge(MlambdaError):
 
 
 class TooManyRequests(MlambdaError):
+    """Throttled: a full queue, or a key over its usage plan's rate. `retry_after` (s)
+    becomes a Retry-After header; `limits` are the key's RateLimit-* headers."""
+
     error_type = "TooManyRequestsException"
     status = 429
 
-    def __init__(self, message: str, reason: str = "ConcurrentInvocationLimitExceeded") -> None:
+    def __init__(self, message: str, reason: str = "ConcurrentInvocationLimitExceeded",
+                 retry_after: float | None = None,
+                 limits: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(message)
         self.reason = reason
+        self.retry_after = retry_after
+        self.limits = limits
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        extra = list(self.limits)
+        if self.retry_after is not None:
+            extra.append((b"retry-after", str(max(1, math.ceil(self.retry_after))).encode()))
+        return extra
+
+
+class LimitExceeded(TooManyRequests):
+    """A key used up its usage plan's quota for the day or month."""
+
+    error_type = "LimitExceededException"
 
 
 class ShuttingDown(MlambdaError):
@@ -118,7 +142,7 @@ _SERVICE_STATUS = {
     cls.error_type: cls.status
     for cls in (
         BadRequest, InvalidParameter, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, TooManyRequests, ShuttingDown, InvalidSpec,
+        PayloadTooLarge, TooManyRequests, LimitExceeded, ShuttingDown, InvalidSpec,
     )
 }
 

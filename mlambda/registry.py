@@ -1,4 +1,5 @@
-"""The control plane's state in SQLite (WAL): functions, versions, aliases, routes, keys.
+"""The control plane's state in SQLite (WAL): functions, versions, aliases, routes, keys,
+usage plans and usage per key per day.
 
 Code bundles live on disk, content-addressed by the SHA-256 of their files, and are
 never changed once stored.
@@ -7,6 +8,7 @@ never changed once stored.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -16,11 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from mlambda.errors import NotFound
 from mlambda.keys import ApiKey
+from mlambda.plans import Plan
 from mlambda.runtime.dispatcher import VersionRef
 from mlambda.spec import FunctionSpec, load_spec
 from mlambda.volume import ModelVersion
@@ -71,7 +75,39 @@ CREATE TABLE IF NOT EXISTS keys (
     hash TEXT NOT NULL UNIQUE,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plans (
+    name TEXT PRIMARY KEY,
+    rate REAL NOT NULL,
+    burst INTEGER NOT NULL,
+    quota INTEGER,
+    period TEXT,
+    weight INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    key_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    throttled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (key_id, day)
+);
 """
+
+# Columns added to `keys` after its first release: a data directory made before them is
+# migrated in place at start (its keys keep working).
+KEY_COLUMNS = {
+    "plan": "TEXT REFERENCES plans(name)",
+    "functions": "TEXT",  # JSON list of names, or NULL: every function
+    "state": "TEXT NOT NULL DEFAULT 'active'",
+    "expires_at": "REAL",
+    "old_hash": "TEXT",
+    "old_until": "REAL",
+    "last_used": "REAL",
+}
+KEY_SELECT = (
+    "SELECT k.id, k.name, k.role, k.hash, k.created_at, k.functions, k.state, k.expires_at, "
+    "k.old_hash, k.old_until, k.last_used, p.name, p.rate, p.burst, p.quota, p.period, "
+    "p.weight FROM keys k LEFT JOIN plans p ON p.name = k.plan")
 
 
 @dataclass(frozen=True)
@@ -128,6 +164,14 @@ class Registry:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self.migrate()
+
+    def migrate(self) -> None:
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(keys)")}
+        with self.transaction() as db:
+            for name, decl in KEY_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE keys ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         self.db.close()
@@ -273,13 +317,73 @@ class Registry:
             db.execute("UPDATE models SET error = ? WHERE name = ? AND sha256 = ?",
                        (error, name, sha256))
 
-    # -- keys ---------------------------------------------------------------------------
+    # -- keys and plans ---------------------------------------------------------------
 
     def add_key(self, key: ApiKey) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
-                       (key.key_id, key.name, key.role, key.key_hash, time.time()))
+            db.execute(
+                "INSERT INTO keys (id, name, role, hash, created_at, plan, functions, state, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.key_id, key.name, key.role, key.key_hash, key.created_at or time.time(),
+                 key.plan.name if key.plan else None,
+                 None if key.functions is None else json.dumps(sorted(key.functions)),
+                 key.state, key.expires_at))
 
     def keys(self) -> list[ApiKey]:
-        rows = self.db.execute("SELECT id, name, role, hash FROM keys ORDER BY created_at")
-        return [ApiKey(*r) for r in rows.fetchall()]
+        rows = self.db.execute(KEY_SELECT + " ORDER BY k.created_at").fetchall()
+        return [self._key(r) for r in rows]
+
+    @staticmethod
+    def _key(r: tuple[Any, ...]) -> ApiKey:
+        plan = None if r[11] is None else Plan(r[11], r[12], r[13], r[14], r[15], r[16])
+        return ApiKey(
+            key_id=r[0], name=r[1], role=r[2], key_hash=r[3],
+            weight=plan.weight if plan else 1, plan=plan,
+            functions=None if r[5] is None else frozenset(json.loads(r[5])),
+            state=r[6], created_at=r[4], expires_at=r[7], old_hash=r[8], old_until=r[9],
+            last_used=r[10])
+
+    def update_key(self, key_id: str, **columns: Any) -> None:
+        """Set some of a key's columns (named as in the table: state, plan, functions as a
+        JSON text, hash, old_hash, old_until, expires_at)."""
+        assert set(columns) <= {"state", "plan", "functions", "hash", "old_hash", "old_until",
+                                "expires_at"}, columns
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        with self.transaction() as db:
+            db.execute(f"UPDATE keys SET {sets} WHERE id = ?", (*columns.values(), key_id))
+
+    def add_plan(self, plan: Plan) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO plans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (plan.name, plan.rate, plan.burst, plan.quota, plan.period, plan.weight,
+                        time.time()))
+
+    def plans(self) -> list[Plan]:
+        rows = self.db.execute(
+            "SELECT name, rate, burst, quota, period, weight FROM plans ORDER BY name")
+        return [Plan(*r) for r in rows.fetchall()]
+
+    def remove_plan(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM plans WHERE name = ?", (name,))
+
+    # -- usage --------------------------------------------------------------------------
+
+    def add_usage(self, counts: dict[tuple[str, str], list[int]],
+                  last_used: dict[str, float]) -> None:
+        """Add counts (key_id, day) -> [requests, throttled] and record last use, at once."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO usage VALUES (?, ?, ?, ?) ON CONFLICT (key_id, day) DO UPDATE "
+                "SET requests = requests + excluded.requests, "
+                "throttled = throttled + excluded.throttled",
+                [(k, d, n, t) for (k, d), (n, t) in counts.items()])
+            db.executemany("UPDATE keys SET last_used = MAX(COALESCE(last_used, 0), ?) "
+                           "WHERE id = ?", [(ts, k) for k, ts in last_used.items()])
+
+    def usage(self, since_day: str) -> list[tuple[str, str, int, int]]:
+        """(key_id, day, requests, throttled) from `since_day` on."""
+        rows = self.db.execute(
+            "SELECT key_id, day, requests, throttled FROM usage WHERE day >= ? "
+            "ORDER BY day, key_id", (since_day,))
+        return [tuple(r) for r in rows.fetchall()]

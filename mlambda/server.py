@@ -7,21 +7,26 @@ stop (SIGINT/SIGTERM, via uvicorn): stop accepting, let in-flight requests finis
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import shutil
+import sqlite3
 import sys
+import time
 import tomllib
 from typing import Any
 
 import uvicorn
 
+from mlambda import plans
 from mlambda.control import ControlPlane
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
 from mlambda.gateway.app import Gateway
+from mlambda.gateway.throttle import Meter
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Registry, Route
 from mlambda.router import Router
@@ -48,10 +53,13 @@ class Platform:
         self.seed()
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
+        self.meter = Meter(self.persisted_usage())
         self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded)
-        self.control = ControlPlane(self.registry, self.router, self.engine, self.models)
-        self.gateway = Gateway(settings, self.router, self.keyring, self.engine,
+        self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
+                                    self.keyring, self.meter)
+        self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
                                build_admin(self), self.start, self.stop)
+        self.flusher: asyncio.Task[None] | None = None
 
     # -- first start --------------------------------------------------------------------
 
@@ -63,7 +71,7 @@ class Platform:
         for role in ("admin", "invoke"):
             secret = new_secret()
             self.registry.add_key(ApiKey(new_key_id(), f"first {role} key", role,
-                                         hash_secret(secret)))
+                                         hash_secret(secret), created_at=time.time()))
             path = self.data / f"{role}.key"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -106,10 +114,44 @@ class Platform:
             self.models.flip(stored)
             log.info("seeded model %s %s", stored.name, stored.sha256[:12])
 
+    # -- usage counts -----------------------------------------------------------------
+
+    @staticmethod
+    def month_start(now: float) -> str:
+        return plans.day(now)[0][:8] + "01"
+
+    def persisted_usage(self) -> dict[tuple[str, str], int]:
+        """This month's admitted requests per key per day: what quotas count from."""
+        since = self.month_start(time.time())
+        return {(k, d): n for k, d, n, _ in self.registry.usage(since)}
+
+    def flush_usage(self) -> None:
+        """Write the meter's new counts and last-use times to SQLite (one transaction)."""
+        usage = self.meter.drain()
+        if usage.counts or usage.last_used:
+            try:
+                self.registry.add_usage(usage.counts, usage.last_used)
+            except sqlite3.Error:
+                self.meter.requeue(usage)
+                raise
+
+    async def flush_usage_forever(self) -> None:
+        month = self.month_start(time.time())
+        while True:
+            await asyncio.sleep(self.settings.usage_flush_s)
+            try:
+                self.flush_usage()
+            except sqlite3.Error:  # a busy or full disk: the counts stay for the next try
+                log.exception("could not persist usage counts")
+            if self.month_start(time.time()) != month:
+                month = self.month_start(time.time())
+                self.meter.forget_before(month)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.engine.start()
+        self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
         url = f"http://{self.settings.host}:{self.settings.port}"
         print(f"mlambda: starting on {url} (data: {self.data})", flush=True)
         if self.new_secrets:
@@ -122,6 +164,9 @@ class Platform:
     async def stop(self) -> None:
         await self.control.stop()
         await self.engine.stop(self.settings.drain_s)
+        if self.flusher is not None:
+            self.flusher.cancel()
+        self.flush_usage()
         self.registry.close()
         print("mlambda: stopped", flush=True)
 

@@ -26,6 +26,9 @@ class Settings:
         "MLAMBDA_DRAIN_S", "on SIGINT/SIGTERM, how long in-flight work may take to finish"))
     max_body_mb: float = field(default=6.0, metadata=_meta(
         "MLAMBDA_MAX_BODY_MB", "largest request body accepted (Lambda's limit: 6 MB)"))
+    usage_flush_s: float = field(default=0.5, metadata=_meta(
+        "MLAMBDA_USAGE_FLUSH_S", "how often usage counts (quotas, last use) go to SQLite: "
+        "a crash loses at most this much counting"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
 

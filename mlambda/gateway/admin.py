@@ -4,7 +4,8 @@ method of `ControlPlane`, this module only maps HTTP to it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from mlambda.errors import InvalidParameter, MlambdaError, PayloadTooLarge
+from mlambda.keys import ApiKey
+from mlambda.plans import Plan, day
 from mlambda.registry import ModelRecord
 
 if TYPE_CHECKING:
@@ -41,6 +44,59 @@ class AliasIn(BaseModel):
 
 class RollbackIn(BaseModel):
     sha256: str = Field(description="the version's SHA-256 (or a unique prefix)")
+
+
+class KeyIn(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["branch-app"])
+    role: str = Field(pattern=r"^(invoke|admin|metrics)$", examples=["invoke"])
+    plan: str | None = Field(default=None, description="a usage plan's name")
+    functions: list[str] | None = Field(
+        default=None, description="the functions it may invoke (default: all)")
+    expires_at: float | None = Field(default=None, description="Unix time it stops working")
+    expires_in_s: float | None = Field(default=None, gt=0,
+                                       description="or: seconds from now it stops working")
+
+
+class KeyPatch(BaseModel):
+    enabled: bool | None = Field(default=None, description="false: disabled until enabled")
+    plan: str | None = Field(default=None, description="a usage plan's name; null: none")
+    functions: list[str] | None = Field(default=None, description="scope; null: all")
+    expires_at: float | None = Field(default=None, description="Unix time; null: never")
+
+
+class RotateIn(BaseModel):
+    grace_s: float = Field(default=0.0, ge=0, le=30 * 86400,
+                           description="how long the previous secret keeps working")
+
+
+class PlanIn(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["standard"])
+    rate: float = Field(gt=0, description="requests per second (the bucket's refill)")
+    burst: int = Field(ge=1, description="requests at once (the bucket's size)")
+    quota: int | None = Field(default=None, ge=1, description="requests per period")
+    period: Literal["day", "month"] | None = Field(default=None, description="UTC day or month")
+    weight: int = Field(default=1, ge=1, le=1000, description="share of a contended queue")
+
+
+def key_json(key: ApiKey, last_used: float | None) -> dict[str, Any]:
+    """A key as the admin API shows it: never its secret, never its hash."""
+    now = time.time()
+    state = key.state
+    if state == "active" and key.expires_at is not None and key.expires_at <= now:
+        state = "expired"
+    rotating = key.old_until if key.old_until is not None and key.old_until > now else None
+    return {"id": key.key_id, "name": key.name, "role": key.role,
+            "plan": key.plan.name if key.plan else None,
+            "functions": None if key.functions is None else sorted(key.functions),
+            "state": state, "created_at": key.created_at, "expires_at": key.expires_at,
+            "last_used": last_used, "previous_secret_until": rotating}
+
+
+def plan_json(plan: Plan, keys: list[ApiKey]) -> dict[str, Any]:
+    return {"name": plan.name, "rate": plan.rate, "burst": plan.burst, "quota": plan.quota,
+            "period": plan.period, "weight": plan.weight,
+            "keys": [k.name for k in keys if k.plan is not None and k.plan.name == plan.name
+                     and k.state != "revoked"]}
 
 
 def model_json(m: ModelRecord, current: str | None) -> dict[str, Any]:
@@ -173,5 +229,78 @@ def build_admin(platform: Platform) -> FastAPI:
     async def rollback_model(name: str, body: RollbackIn) -> dict[str, Any]:
         m = control.rollback_model(name, body.sha256)
         return model_json(m, m.sha256)
+
+    # -- API keys and usage plans -----------------------------------------------------
+
+    def shown(key: ApiKey) -> dict[str, Any]:
+        return key_json(key, control.last_used(key))
+
+    @app.get("/admin/v1/keys", dependencies=guarded)
+    async def list_keys() -> list[dict[str, Any]]:
+        return [shown(k) for k in platform.registry.keys()]
+
+    @app.post("/admin/v1/keys", dependencies=guarded, status_code=201)
+    async def create_key(body: KeyIn) -> dict[str, Any]:
+        """Create a key. The answer's `secret` is shown this once: only its SHA-256 is kept."""
+        if body.expires_at is not None and body.expires_in_s is not None:
+            raise InvalidParameter("give expires_at or expires_in_s, not both")
+        expires = body.expires_at
+        if body.expires_in_s is not None:
+            expires = time.time() + body.expires_in_s
+        key, secret = control.create_key(body.name, body.role, body.plan, body.functions,
+                                         expires)
+        return {**shown(key), "secret": secret}
+
+    @app.get("/admin/v1/keys/{key}", dependencies=guarded)
+    async def get_key(key: str) -> dict[str, Any]:
+        return shown(control.find_key(key))
+
+    @app.patch("/admin/v1/keys/{key}", dependencies=guarded)
+    async def update_key(key: str, body: KeyPatch) -> dict[str, Any]:
+        """Enable or disable a key, attach or detach a plan, change its scope or expiry."""
+        changes = {f: getattr(body, f) for f in body.model_fields_set}
+        if "enabled" in changes and changes["enabled"] is None:
+            raise InvalidParameter("field `enabled`: expected true or false")
+        return shown(control.update_key(key, changes))
+
+    @app.post("/admin/v1/keys/{key}/revoke", dependencies=guarded)
+    async def revoke_key(key: str) -> dict[str, Any]:
+        """Revoke a key for good (it stays listed, as revoked)."""
+        return shown(control.revoke_key(key))
+
+    @app.post("/admin/v1/keys/{key}/rotate", dependencies=guarded)
+    async def rotate_key(key: str, body: RotateIn) -> dict[str, Any]:
+        """A new secret (shown this once); the previous one works for `grace_s` more."""
+        rotated, secret = control.rotate_key(key, body.grace_s)
+        return {**shown(rotated), "secret": secret}
+
+    @app.get("/admin/v1/usage", dependencies=guarded)
+    async def usage(since: str | None = Query(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                              description="first UTC day (default: 30 days ago)"),
+                    key: str | None = Query(default=None, description="one key's name or id")
+                    ) -> list[dict[str, Any]]:
+        """Requests admitted and throttled per key per UTC day."""
+        first = since or day(time.time() - 29 * 86400)[0]
+        return control.usage(first, key)
+
+    @app.get("/admin/v1/plans", dependencies=guarded)
+    async def list_plans() -> list[dict[str, Any]]:
+        keys = platform.registry.keys()
+        return [plan_json(p, keys) for p in platform.registry.plans()]
+
+    @app.post("/admin/v1/plans", dependencies=guarded, status_code=201)
+    async def create_plan(body: PlanIn) -> dict[str, Any]:
+        plan = control.create_plan(Plan(body.name, body.rate, body.burst, body.quota,
+                                        body.period, body.weight))
+        return plan_json(plan, [])
+
+    @app.get("/admin/v1/plans/{name}", dependencies=guarded)
+    async def get_plan(name: str) -> dict[str, Any]:
+        return plan_json(control.find_plan(name), platform.registry.keys())
+
+    @app.delete("/admin/v1/plans/{name}", dependencies=guarded, status_code=204)
+    async def remove_plan(name: str) -> None:
+        """Remove a plan that no key uses."""
+        control.remove_plan(name)
 
     return app

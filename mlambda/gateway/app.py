@@ -1,12 +1,13 @@
 """The gateway: one ASGI app whose hot path is short and visible in one place:
 
-request -> key -> route -> version -> enqueue -> (batch, run) -> respond.
+request -> key -> route -> meter -> version -> enqueue -> (batch, run) -> respond.
 
 It never parses an invocation's JSON body: the raw bytes go to an instance.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,7 @@ from mlambda.gateway.http import (
     respond,
     respond_error,
 )
+from mlambda.gateway.throttle import NO_HEADERS, Headers, Meter
 from mlambda.keys import ApiKey, KeyRing
 from mlambda.registry import Route
 from mlambda.router import Router
@@ -36,11 +38,12 @@ Lifespan = Callable[[], Awaitable[None]]
 
 
 class Gateway:
-    def __init__(self, settings: Settings, router: Router, keyring: KeyRing, engine: Engine,
-                 admin: ASGIApp, startup: Lifespan, shutdown: Lifespan) -> None:
+    def __init__(self, settings: Settings, router: Router, keyring: KeyRing, meter: Meter,
+                 engine: Engine, admin: ASGIApp, startup: Lifespan, shutdown: Lifespan) -> None:
         self.settings = settings
         self.router = router
         self.keyring = keyring
+        self.meter = meter
         self.engine = engine
         self.admin = admin
         self.startup = startup
@@ -51,15 +54,27 @@ class Gateway:
         return str(uuid.uuid4())
 
     def authenticate(self, scope: Scope, role: str | None = None) -> ApiKey:
+        """The request's key, if it is valid now and its role grants `role` ("invoke",
+        "admin" or "metrics"; None: "invoke")."""
         secret = header(scope, b"x-api-key")
         if not secret:
             raise Unauthorized("missing API key: send it in the x-api-key header")
-        key = self.keyring.check(secret)
-        if key is None:
-            raise Forbidden("invalid API key")
-        if role is not None and key.role != role:
-            raise Forbidden(f"this API key may not do that: needs the {role} role")
+        now = time.time()
+        key = self.keyring.check(secret, now)
+        action = role or "invoke"
+        if not key.may(action):
+            raise Forbidden(f"this API key may not do that: needs the {action} role "
+                            f"(it has the {key.role} role)")
+        self.meter.last_used[key.key_id] = now
         return key
+
+    def admit(self, key: ApiKey, function: str) -> Headers:
+        """Let `key` invoke `function`, or not: its scope, then its usage plan (rate and
+        quota). Returns its RateLimit-* headers."""
+        if key.functions is not None and function not in key.functions:
+            raise Forbidden(f"API key {key.name} may not invoke {function}: it may invoke "
+                            f"{', '.join(sorted(key.functions))}")
+        return self.meter.admit(key, time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -89,8 +104,10 @@ class Gateway:
 
     async def invoke_route(self, route: Route, scope: Scope, receive: Receive,
                            send: Send) -> None:
+        limits = NO_HEADERS
         try:
             key = self.authenticate(scope)
+            limits = self.admit(key, route.function)
             body = await read_body(scope, receive, self.settings.max_body_bytes)
             version = self.router.resolve(route.function, route.qualifier)
             meta = None
@@ -98,14 +115,17 @@ class Gateway:
                 meta = self.proxy_meta(scope, route, key)
             outcome = await self.engine.submit(version, Item(self.request_id(), body, meta))
         except MlambdaError as exc:
-            await respond_error(send, exc)
+            await respond_error(send, exc, limits)
             return
         if outcome.error is not None:
-            await respond(send, http_status(outcome.error), error_body(outcome.error))
+            await respond(send, http_status(outcome.error), error_body(outcome.error),
+                          [JSON, *limits])
         elif outcome.headers:
             headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                        for k, v in outcome.headers]
-            await respond(send, outcome.status, outcome.body, headers)
+            await respond(send, outcome.status, outcome.body, [*headers, *limits])
+        elif limits:
+            await respond(send, outcome.status, outcome.body, [JSON, *limits])
         else:
             await respond(send, outcome.status, outcome.body, [JSON])
 

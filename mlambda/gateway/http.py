@@ -60,9 +60,11 @@ def error_body(info: ErrorInfo, **extra: Any) -> bytes:
     return _encode({"errorType": info.error_type, "errorMessage": info.message, **extra})
 
 
-async def respond_error(send: Send, exc: MlambdaError) -> None:
+async def respond_error(send: Send, exc: MlambdaError,
+                        extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """An error's JSON answer, with its own headers (Retry-After...) and `extra` ones."""
     info = exc.info()
-    await respond(send, http_status(info), error_body(info))
+    await respond(send, http_status(info), error_body(info), [JSON, *exc.headers(), *extra])
 
 
 def encode_json(value: Any) -> bytes:

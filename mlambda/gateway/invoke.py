@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, unquote
 
 from mlambda.errors import ErrorInfo, InvalidParameter, MlambdaError, TooManyRequests, http_status
 from mlambda.gateway.http import Receive, Scope, Send, encode_json, header, read_body, respond
+from mlambda.gateway.throttle import NO_HEADERS, Headers
 from mlambda.runtime.protocol import Item
 from mlambda.telemetry.logs import invocation_log
 
@@ -49,21 +50,24 @@ def parse_target(scope: Scope) -> tuple[str, str | None]:
     return name, qualifier
 
 
-def service_error(exc: MlambdaError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def service_error(exc: MlambdaError,
+                  limits: Headers = NO_HEADERS) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     info = exc.info()
     body: dict[str, object] = {"errorType": info.error_type, "errorMessage": info.message,
                                "message": info.message, "Type": "User"}
     if isinstance(exc, TooManyRequests):
         body["Reason"] = exc.reason
     headers = [(b"content-type", b"application/json"),
-               (b"x-amzn-errortype", info.error_type.encode())]
+               (b"x-amzn-errortype", info.error_type.encode()), *exc.headers(), *limits]
     return exc.status, encode_json(body), headers
 
 
 async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    limits = NO_HEADERS
     try:
-        gateway.authenticate(scope)
+        key = gateway.authenticate(scope)
         name, qualifier = parse_target(scope)
+        limits = gateway.admit(key, name)
         kind = header(scope, b"x-amz-invocation-type") or b"RequestResponse"
         if kind not in INVOCATION_TYPES:
             raise InvalidParameter(
@@ -73,22 +77,25 @@ async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
         body = await read_body(scope, receive, gateway.settings.max_body_bytes)
         version = gateway.router.resolve(name, qualifier)
         if kind == b"DryRun":
-            await respond(send, 204, b"", [(b"x-amz-executed-version", version.version.encode())])
+            await respond(send, 204, b"", [(b"x-amz-executed-version", version.version.encode()),
+                                           *limits])
             return
         item = Item(gateway.request_id(), body, None)
         future = gateway.engine.submit(version, item)
         if kind == b"Event":
-            await respond(send, 202, b"", [(b"x-amzn-requestid", item.request_id.encode())])
+            await respond(send, 202, b"", [(b"x-amzn-requestid", item.request_id.encode()),
+                                           *limits])
             return
         outcome = await future
     except MlambdaError as exc:
-        status, payload, headers = service_error(exc)
+        status, payload, headers = service_error(exc, limits)
         await respond(send, status, payload, headers)
         return
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amzn-requestid", outcome.request_id.encode()),
         (b"x-amz-executed-version", outcome.version.encode()),
+        *limits,
     ]
     if tail:
         log = invocation_log(outcome, version.spec.memory_mb).encode()[-TAIL_BYTES:]
