@@ -26,7 +26,11 @@ routes_app = typer.Typer(no_args_is_help=True, help="Gateway routes: method + pa
 models_app = typer.Typer(no_args_is_help=True, help="Models in the shared volume.")
 app.add_typer(alias_app, name="alias")
 app.add_typer(routes_app, name="routes")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: roles, plans, scope, expiry.")
+plans_app = typer.Typer(no_args_is_help=True, help="Usage plans: rate, burst, quota, weight.")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
+app.add_typer(plans_app, name="plans")
 console = Console()
 T = TypeVar("T")
 
@@ -78,7 +82,8 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         table.add_column(c)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    console.print(table)
+    # into a pipe or a file: as wide as the rows need, never cut
+    (console if console.is_terminal else Console(width=240)).print(table)
 
 
 def _when(ts: float) -> str:
@@ -236,6 +241,169 @@ def models_rollback(name: str, sha256: str) -> None:
     """Make an earlier version of a model current again."""
     m = _call(lambda c: c.rollback_model(name, sha256))
     typer.echo(f"{name} current -> {m['sha256']}")
+
+
+# -- API keys and usage plans ---------------------------------------------------------
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _seconds(text: str, option: str) -> float:
+    """`30d`, `1h`, `90m`, `45s`, `2w` -> seconds."""
+    unit = DURATION_UNITS.get(text[-1:]) if text else None
+    try:
+        if unit is None:
+            raise ValueError(text)
+        return float(text[:-1]) * unit
+    except ValueError:
+        typer.echo(f"error: {option} expects a duration such as 30d, 12h, 90m or 45s, "
+                   f"got {text!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _print_secret(k: dict[str, Any], what: str) -> None:
+    """The secret alone on stdout (so `KEY=$(mlambda keys create ...)` works); the rest
+    on stderr."""
+    typer.echo(f"{what} key {k['name']} ({k['id']}), role {k['role']}"
+               f"{', plan ' + k['plan'] if k['plan'] else ''}"
+               f"{', functions ' + ','.join(k['functions']) if k['functions'] else ''}"
+               f"{', expires ' + _when(k['expires_at']) if k['expires_at'] else ''}. "
+               "The secret below is shown once; keep it:", err=True)
+    typer.echo(k["secret"])
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="invoke, admin or metrics")] = "invoke",
+    plan: Annotated[str | None, typer.Option(help="a usage plan's name")] = None,
+    functions: Annotated[str | None, typer.Option(
+        help="the only functions it may invoke, comma-separated (default: all)")] = None,
+    expires: Annotated[str | None, typer.Option(help="stops working after, e.g. 30d")] = None,
+) -> None:
+    """Create an API key and print its secret (once: only its hash is kept)."""
+    scope = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
+    ttl = _seconds(expires, "--expires") if expires is not None else None
+    k = _call(lambda c: c.create_key(name, role, plan=plan, functions=scope, expires_in_s=ttl))
+    _print_secret(k, "created")
+
+
+@keys_app.command("ls")
+def keys_ls(as_json: Annotated[bool, typer.Option("--json", help="JSON lines")] = False) -> None:
+    """List the keys (never a secret): name, role, plan, scope, state, dates, last use."""
+    rows = _call(lambda c: c.keys())
+    if as_json:
+        for k in rows:
+            typer.echo(json.dumps(k))
+        return
+    _table("API keys", ["name", "id", "role", "plan", "scope", "state", "created", "expires",
+                        "last used"], [
+        [k["name"], k["id"], k["role"], k["plan"] or "-",
+         ",".join(k["functions"]) if k["functions"] else "all",
+         k["state"] + (f" (old secret until {_when(k['previous_secret_until'])})"
+                       if k["previous_secret_until"] else ""),
+         _when(k["created_at"]), _when(k["expires_at"]) if k["expires_at"] else "never",
+         _when(k["last_used"]) if k["last_used"] else "never"] for k in rows])
+
+
+@keys_app.command("disable")
+def keys_disable(name: str) -> None:
+    """Disable a key (403 within a second) until `keys enable`."""
+    k = _call(lambda c: c.disable_key(name))
+    typer.echo(f"{k['name']} {k['state']}")
+
+
+@keys_app.command("enable")
+def keys_enable(name: str) -> None:
+    """Enable a disabled key."""
+    k = _call(lambda c: c.enable_key(name))
+    typer.echo(f"{k['name']} {k['state']}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke a key for good."""
+    k = _call(lambda c: c.revoke_key(name))
+    typer.echo(f"{k['name']} {k['state']}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    name: str,
+    grace: Annotated[str, typer.Option(help="how long the old secret keeps working")] = "0s",
+) -> None:
+    """Give a key a new secret (printed once); the old one works for --grace more."""
+    grace_s = _seconds(grace, "--grace")
+    k = _call(lambda c: c.rotate_key(name, grace_s))
+    _print_secret(k, "rotated")
+
+
+@keys_app.command("set-plan")
+def keys_set_plan(
+    name: str,
+    plan: Annotated[str | None, typer.Argument(help="the plan; leave out to detach")] = None,
+) -> None:
+    """Attach a usage plan to a key (or, without PLAN, detach it)."""
+    k = _call(lambda c: c.set_key_plan(name, plan))
+    typer.echo(f"{k['name']} plan {k['plan'] or '-'}")
+
+
+@keys_app.command("usage")
+def keys_usage(
+    name: Annotated[str | None, typer.Argument(help="one key (default: all)")] = None,
+    since: Annotated[str, typer.Option(help="how far back, e.g. 7d")] = "7d",
+) -> None:
+    """Requests admitted and throttled per key per UTC day."""
+    first = datetime.datetime.fromtimestamp(
+        datetime.datetime.now(datetime.UTC).timestamp() - _seconds(since, "--since") + 1,
+        datetime.UTC).strftime("%Y-%m-%d")
+    rows = _call(lambda c: c.usage(name, first))
+    _table(f"usage since {first} (UTC days)", ["day", "key", "requests", "throttled"],
+           [[u["day"], u["name"] or u["key_id"], u["requests"], u["throttled"]] for u in rows])
+
+
+@plans_app.command("create")
+def plans_create(
+    name: str,
+    rate: Annotated[str, typer.Option(help="steady rate, e.g. 100/s or 600/min")],
+    burst: Annotated[int, typer.Option(help="requests allowed at once (bucket size)")],
+    quota: Annotated[str | None, typer.Option(help="e.g. 100000/day or 2000000/month")] = None,
+    weight: Annotated[int, typer.Option(help="share of a contended queue")] = 1,
+) -> None:
+    """Create a usage plan; attach it with `keys create --plan` or `keys set-plan`."""
+    from mlambda.errors import InvalidParameter
+    from mlambda.plans import parse_quota, parse_rate
+
+    try:
+        per_s = parse_rate(rate)
+        limit, period = parse_quota(quota) if quota is not None else (None, None)
+    except InvalidParameter as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    p = _call(lambda c: c.create_plan(name, per_s, burst, limit, period, weight))
+    typer.echo(f"plan {p['name']}: {_plan_text(p)}")
+
+
+def _plan_text(p: dict[str, Any]) -> str:
+    quota = f"{p['quota']}/{p['period']}" if p["quota"] else "no quota"
+    return f"{p['rate']:g}/s, burst {p['burst']}, {quota}, weight {p['weight']}"
+
+
+@plans_app.command("ls")
+def plans_ls() -> None:
+    """List the usage plans and the keys on each."""
+    rows = _call(lambda c: c.plans())
+    _table("usage plans", ["name", "rate", "burst", "quota", "weight", "keys"], [
+        [p["name"], f"{p['rate']:g}/s", p["burst"],
+         f"{p['quota']}/{p['period']}" if p["quota"] else "-", p["weight"],
+         ", ".join(p["keys"])] for p in rows])
+
+
+@plans_app.command("rm")
+def plans_rm(name: str) -> None:
+    """Remove a usage plan that no key uses."""
+    _call(lambda c: c.remove_plan(name))
+    typer.echo(f"removed plan {name}")
 
 
 def main() -> None:

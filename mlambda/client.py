@@ -5,6 +5,8 @@
     c.deploy("functions/echo", publish=True)
     c.set_alias("echo", "live", "2", canary=("3", 0.1))
     c.invoke("echo:live", {"hello": "world"})
+    c.create_plan("standard", rate=100, burst=200, quota=100_000, period="day")
+    secret = c.create_key("branch-app", "invoke", plan="standard")["secret"]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -56,6 +59,11 @@ def bundle_archive(directory: Path) -> bytes:
                 continue
             tar.add(path, arcname=path.relative_to(directory).as_posix())
     return buf.getvalue()
+
+
+def _part(name: str) -> str:
+    """A name as one URL path segment."""
+    return quote(name, safe="")
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -188,3 +196,72 @@ class Client:
         result: dict[str, Any] = self._check(
             self.http.post(f"/admin/v1/models/{name}/rollback", json={"sha256": sha256}))
         return result
+
+    # -- API keys and usage plans -----------------------------------------------------
+
+    def keys(self) -> list[dict[str, Any]]:
+        """Every key: name, role, plan, scope, state, created, expires, last used."""
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/keys"))
+        return result
+
+    def key(self, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(self.http.get(f"/admin/v1/keys/{_part(key)}"))
+        return result
+
+    def create_key(self, name: str, role: str = "invoke", *, plan: str | None = None,
+                   functions: list[str] | None = None,
+                   expires_in_s: float | None = None) -> dict[str, Any]:
+        """A new key; its `secret` is in the answer, this once."""
+        body: dict[str, Any] = {"name": name, "role": role, "plan": plan,
+                                "functions": functions, "expires_in_s": expires_in_s}
+        result: dict[str, Any] = self._check(self.http.post("/admin/v1/keys", json=body))
+        return result
+
+    def update_key(self, key: str, **changes: Any) -> dict[str, Any]:
+        """Change any of `enabled`, `plan` (None: detach), `functions`, `expires_at`."""
+        result: dict[str, Any] = self._check(
+            self.http.patch(f"/admin/v1/keys/{_part(key)}", json=changes))
+        return result
+
+    def disable_key(self, key: str) -> dict[str, Any]:
+        return self.update_key(key, enabled=False)
+
+    def enable_key(self, key: str) -> dict[str, Any]:
+        return self.update_key(key, enabled=True)
+
+    def set_key_plan(self, key: str, plan: str | None) -> dict[str, Any]:
+        return self.update_key(key, plan=plan)
+
+    def revoke_key(self, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(
+            self.http.post(f"/admin/v1/keys/{_part(key)}/revoke"))
+        return result
+
+    def rotate_key(self, key: str, grace_s: float = 0.0) -> dict[str, Any]:
+        """A new secret (in the answer, this once); the old one works `grace_s` more."""
+        result: dict[str, Any] = self._check(
+            self.http.post(f"/admin/v1/keys/{_part(key)}/rotate", json={"grace_s": grace_s}))
+        return result
+
+    def usage(self, key: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """Requests admitted and throttled per key per UTC day (`since`: YYYY-MM-DD)."""
+        params = {k: v for k, v in (("key", key), ("since", since)) if v is not None}
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/usage",
+                                                                 params=params))
+        return result
+
+    def plans(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/plans"))
+        return result
+
+    def create_plan(self, name: str, rate: float, burst: int, quota: int | None = None,
+                    period: str | None = None, weight: int = 1) -> dict[str, Any]:
+        """A usage plan: `rate` requests/s, bucket of `burst`, `quota` per `period`
+        ("day" or "month", UTC), `weight` for fair sharing."""
+        body = {"name": name, "rate": rate, "burst": burst, "quota": quota, "period": period,
+                "weight": weight}
+        result: dict[str, Any] = self._check(self.http.post("/admin/v1/plans", json=body))
+        return result
+
+    def remove_plan(self, name: str) -> None:
+        self._check(self.http.delete(f"/admin/v1/plans/{_part(name)}"))
