@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from mlambda.cli import app
 from tests.conftest import ROOT, Server
 
 README = (ROOT / "README.md").read_text()
@@ -41,6 +45,29 @@ def matches(got: object, expected: object) -> bool:
         return (isinstance(got, dict) and got.keys() == expected.keys()
                 and all(matches(got[k], v) for k, v in expected.items()))
     return got == expected
+
+
+def test_readme_key_and_plan_commands(server: Server) -> None:
+    """Each `mlambda keys`/`mlambda plans` line of the README runs and succeeds, in order
+    (the CLI's code in this process, for speed; test_keys.py runs it as a process)."""
+    (block,) = [b for b in blocks("sh") if "mlambda keys create" in b]
+    env = {"MLAMBDA_URL": server.url, "MLAMBDA_ADMIN_KEY": server.admin_key}
+    runner = CliRunner()
+    ran = []
+    for line in block.splitlines():
+        for command in line.split("#")[0].split(";"):
+            args = shlex.split(command)
+            if not args:
+                continue
+            assert args[0] == "mlambda" and args[1] in ("keys", "plans"), command
+            r = runner.invoke(app, args[1:], env=env)
+            assert r.exit_code == 0, (command, r.output)
+            ran.append(args[1:3])
+    assert ["keys", "rotate"] in ran and ["plans", "create"] in ran and len(ran) >= 12
+    with server.admin() as c:
+        keys = {k["name"]: k for k in c.get("/admin/v1/keys").json()}
+    assert keys["branch-app"]["state"] == "revoked" and keys["branch-app"]["plan"] == "gold"
+    assert keys["prometheus"]["role"] == "metrics"
 
 
 def test_readme_boto3_snippet(server: Server) -> None:
