@@ -166,7 +166,10 @@ class Platform:
         await self.engine.stop(self.settings.drain_s)
         if self.flusher is not None:
             self.flusher.cancel()
-        self.flush_usage()
+        try:
+            self.flush_usage()
+        except sqlite3.Error:
+            log.exception("could not persist the last usage counts")
         self.registry.close()
         print("mlambda: stopped", flush=True)
 
