@@ -46,14 +46,19 @@ class RollbackIn(BaseModel):
     sha256: str = Field(description="the version's SHA-256 (or a unique prefix)")
 
 
+LAST_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 class KeyIn(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["branch-app"])
     role: str = Field(pattern=r"^(invoke|admin|metrics)$", examples=["invoke"])
     plan: str | None = Field(default=None, description="a usage plan's name")
     functions: list[str] | None = Field(
         default=None, description="the functions it may invoke (default: all)")
-    expires_at: float | None = Field(default=None, description="Unix time it stops working")
-    expires_in_s: float | None = Field(default=None, gt=0,
+    expires_at: float | None = Field(default=None, gt=0, le=LAST_TIME, allow_inf_nan=False,
+                                     description="Unix time it stops working")
+    expires_in_s: float | None = Field(default=None, gt=0, le=100 * 365 * 86400,
+                                       allow_inf_nan=False,
                                        description="or: seconds from now it stops working")
 
 
@@ -61,19 +66,21 @@ class KeyPatch(BaseModel):
     enabled: bool | None = Field(default=None, description="false: disabled until enabled")
     plan: str | None = Field(default=None, description="a usage plan's name; null: none")
     functions: list[str] | None = Field(default=None, description="scope; null: all")
-    expires_at: float | None = Field(default=None, description="Unix time; null: never")
+    expires_at: float | None = Field(default=None, gt=0, le=LAST_TIME, allow_inf_nan=False,
+                                     description="Unix time; null: never")
 
 
 class RotateIn(BaseModel):
-    grace_s: float = Field(default=0.0, ge=0, le=30 * 86400,
+    grace_s: float = Field(default=0.0, ge=0, le=30 * 86400, allow_inf_nan=False,
                            description="how long the previous secret keeps working")
 
 
 class PlanIn(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["standard"])
-    rate: float = Field(gt=0, description="requests per second (the bucket's refill)")
-    burst: int = Field(ge=1, description="requests at once (the bucket's size)")
-    quota: int | None = Field(default=None, ge=1, description="requests per period")
+    rate: float = Field(gt=0, le=1e9, allow_inf_nan=False,
+                        description="requests per second (the bucket's refill)")
+    burst: int = Field(ge=1, le=10**9, description="requests at once (the bucket's size)")
+    quota: int | None = Field(default=None, ge=1, le=10**15, description="requests per period")
     period: Literal["day", "month"] | None = Field(default=None, description="UTC day or month")
     weight: int = Field(default=1, ge=1, le=1000, description="share of a contended queue")
 

@@ -216,6 +216,24 @@ def test_quota_answers_limit_exceeded(server: Server, sdk: Client) -> None:
     assert plans["four-a-day"]["keys"] == ["quota-app"] and plans["four-a-day"]["quota"] == 4
 
 
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/admin/v1/plans", {"name": "p", "rate": 1, "burst": 10**30}, "burst"),
+    ("/admin/v1/plans", {"name": "p", "rate": 0, "burst": 1}, "rate"),
+    ("/admin/v1/plans", {"name": "p", "rate": 1, "burst": 1, "quota": 5}, "period"),
+    ("/admin/v1/plans", {"name": "p/../x", "rate": 1, "burst": 1}, "name"),
+    ("/admin/v1/keys", {"name": "k", "role": "invoke", "expires_at": 1e300}, "expires_at"),
+    ("/admin/v1/keys", {"name": "k", "role": "invoke", "expires_at": 1.0}, "expires_at"),
+    ("/admin/v1/keys", {"name": "k", "role": "invoke", "functions": []}, "functions"),
+    ("/admin/v1/keys", {"name": "k", "role": "invoke", "plan": 3}, "plan"),
+])
+def test_bad_input_is_a_400_naming_the_field(server: Server, path: str, body: dict[str, object],
+                                             field: str) -> None:
+    with server.admin() as c:
+        status_code, kind, message = error(c.post(path, json=body))
+    assert (status_code, kind) == (400, "InvalidParameterValueException")
+    assert field in message
+
+
 def test_plans_through_the_cli(server: Server) -> None:
     out = ok(server, "plans", "create", "cli-plan", "--rate", "600/min", "--burst", "20",
              "--quota", "5000/month", "--weight", "3")
