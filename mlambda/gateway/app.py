@@ -65,7 +65,7 @@ class Gateway:
         if not key.may(action):
             raise Forbidden(f"this API key may not do that: needs the {action} role "
                             f"(it has the {key.role} role)")
-        self.meter.last_used[key.key_id] = now
+        self.meter.seen(key, now)
         return key
 
     def admit(self, key: ApiKey, function: str) -> Headers:

@@ -44,12 +44,16 @@ class Meter:
         # admitted requests per key per day as persisted (this month's, at least)
         self.persisted: dict[DayKey, int] = dict(persisted or {})
         self.pending: dict[DayKey, list[int]] = {}
-        self.last_used: dict[str, float] = {}  # key_id -> time, set by the gateway
+        self.last_used: dict[str, float] = {}  # key_id -> time of its last request
         self.states: dict[str, KeyState] = {}
         self.day = ""
         self.day_end = 0.0
 
     # -- the request path -----------------------------------------------------------
+
+    def seen(self, key: ApiKey, now: float) -> None:
+        """A request authenticated with `key` (any role): its last use."""
+        self.last_used[key.key_id] = now
 
     def admit(self, key: ApiKey, now: float) -> Headers:
         """Count one request of `key` at `now`; raise TooManyRequests over the rate or
