@@ -18,7 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from mlambda.cli import app
 from mlambda.client import Client, ClientError
 from tests.conftest import Server, assert_all_gone, start_server, wait_for
 
@@ -235,16 +237,28 @@ def test_bad_input_is_a_400_naming_the_field(server: Server, path: str, body: di
 
 
 def test_plans_through_the_cli(server: Server) -> None:
-    out = ok(server, "plans", "create", "cli-plan", "--rate", "600/min", "--burst", "20",
-             "--quota", "5000/month", "--weight", "3")
+    """The plan commands (the CLI's code in this process: the lifecycle test above runs
+    it as a process)."""
+    runner = CliRunner()
+    env = {"MLAMBDA_URL": server.url, "MLAMBDA_ADMIN_KEY": server.admin_key}
+
+    def run(*args: str, code: int = 0) -> str:
+        r = runner.invoke(app, list(args), env=env)
+        assert r.exit_code == code, (args, r.output)
+        return r.output
+
+    out = run("plans", "create", "cli-plan", "--rate", "600/min", "--burst", "20",
+              "--quota", "5000/month", "--weight", "3")
     assert "10/s, burst 20, 5000/month, weight 3" in out
-    secret = ok(server, "keys", "create", "planned", "--plan", "cli-plan").strip()
+    secret = run("keys", "create", "planned", "--plan", "cli-plan").strip().splitlines()[-1]
     with server.client(secret) as c:
         assert c.post("/echo", json={}).headers["ratelimit-limit"] == "20"
-    assert "planned plan -" in ok(server, "keys", "set-plan", "planned")
-    assert "removed plan cli-plan" in ok(server, "plans", "rm", "cli-plan")
-    bad = cli(server, "plans", "create", "x", "--rate", "fast", "--burst", "1")
-    assert bad.returncode == 2 and "rate 'fast'" in bad.stderr
+    assert "planned" in run("plans", "ls")
+    assert "planned plan -" in run("keys", "set-plan", "planned")
+    assert "removed plan cli-plan" in run("plans", "rm", "cli-plan")
+    assert "rate 'fast'" in run("plans", "create", "x", "--rate", "fast", "--burst", "1", code=2)
+    assert "--expires expects a duration" in run("keys", "create", "y", "--expires", "soon",
+                                                 code=2)
 
 
 OLD_KEYS_TABLE = """CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL,
