@@ -185,19 +185,69 @@ def alias_ls(function: str) -> None:
            [[a["name"], a["version"], a["additional_version"], a["weight"]] for a in rows])
 
 
+IdempotencyKey = Annotated[str | None, typer.Option(
+    "--idempotency-key", help="JSON field identifying a request: its retries are answered "
+                              "once (joined while running, replayed for --ttl seconds)")]
+Match = Annotated[list[str] | None, typer.Option(
+    "--match", help="JSON field that must also be equal for a retry (repeat, or a,b)")]
+Ttl = Annotated[float, typer.Option("--ttl", help="seconds a successful answer is replayed")]
+
+
+def _idempotency(key: str | None, match: list[str] | None, ttl: float) -> dict[str, Any] | None:
+    if key is None:
+        if match:
+            typer.echo("error: --match needs --idempotency-key", err=True)
+            raise typer.Exit(2)
+        return None
+    fields = [f for m in match or [] for f in m.split(",") if f]
+    return {"key": key, "match": fields, "ttl_s": ttl}
+
+
+def _route_text(r: dict[str, Any]) -> str:
+    text = f"{r['method']} {r['path']} -> {r['target']}"
+    if r.get("idempotency"):
+        text += f" (idempotency: {_idempotency_text(r['idempotency'])})"
+    return text
+
+
+def _idempotency_text(i: dict[str, Any] | None) -> str:
+    if not i:
+        return ""
+    match = f" match {','.join(i['match'])}" if i["match"] else ""
+    return f"key {i['key']}{match} ttl {i['ttl_s']:g}s"
+
+
 @routes_app.command("add")
-def routes_add(method: str, path: str, target: str) -> None:
+def routes_add(method: str, path: str, target: str, idempotency_key: IdempotencyKey = None,
+               match: Match = None, ttl: Ttl = 300.0) -> None:
     """Route METHOD PATH to TARGET (function:alias or function:version)."""
-    r = _call(lambda c: c.add_route(method.upper(), path, target))
-    typer.echo(f"{r['method']} {r['path']} -> {r['target']}")
+    idem = _idempotency(idempotency_key, match, ttl)
+    r = _call(lambda c: c.add_route(method.upper(), path, target, idem))
+    typer.echo(_route_text(r))
+
+
+@routes_app.command("set")
+def routes_set(method: str, path: str, idempotency_key: IdempotencyKey = None,
+               match: Match = None, ttl: Ttl = 300.0,
+               no_idempotency: Annotated[bool, typer.Option(
+                   "--no-idempotency", help="turn the route's idempotency off")] = False) -> None:
+    """Change an existing route's idempotency option."""
+    idem = _idempotency(idempotency_key, match, ttl)
+    if (idem is None) != no_idempotency:
+        typer.echo("error: give --idempotency-key (with --match, --ttl) or --no-idempotency",
+                   err=True)
+        raise typer.Exit(2)
+    r = _call(lambda c: c.set_route_idempotency(method.upper(), path, idem))
+    typer.echo(_route_text(r))
 
 
 @routes_app.command("ls")
 def routes_ls() -> None:
     """List the gateway's routes."""
     rows = _call(lambda c: c.routes())
-    _table("routes", ["method", "path", "target"], [[r["method"], r["path"], r["target"]]
-                                                    for r in rows])
+    _table("routes", ["method", "path", "target", "idempotency"], [
+        [r["method"], r["path"], r["target"], _idempotency_text(r.get("idempotency"))]
+        for r in rows])
 
 
 @routes_app.command("rm")

@@ -157,13 +157,30 @@ class Client:
 
     # -- routes -----------------------------------------------------------------------
 
-    def routes(self) -> list[dict[str, str]]:
-        result: list[dict[str, str]] = self._check(self.http.get("/admin/v1/routes"))
+    def routes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._check(self.http.get("/admin/v1/routes"))
         return result
 
-    def add_route(self, method: str, path: str, target: str) -> dict[str, str]:
-        result: dict[str, str] = self._check(self.http.post(
-            "/admin/v1/routes", json={"method": method, "path": path, "target": target}))
+    def add_route(self, method: str, path: str, target: str,
+                  idempotency: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Route METHOD PATH to `target`. `idempotency`, e.g. {"key": "esun_uuid",
+        "match": ["image"], "ttl_s": 300}, answers retries of a request once."""
+        body: dict[str, Any] = {"method": method, "path": path, "target": target}
+        if idempotency is not None:
+            body["idempotency"] = idempotency
+        result: dict[str, Any] = self._check(self.http.post("/admin/v1/routes", json=body))
+        return result
+
+    def set_route_idempotency(self, method: str, path: str,
+                              idempotency: dict[str, Any] | None) -> dict[str, Any]:
+        """Change an existing route's idempotency option (None turns it off)."""
+        result: dict[str, Any] = self._check(self.http.patch(
+            "/admin/v1/routes", params={"method": method, "path": path},
+            json={"idempotency": idempotency}))
+        return result
+
+    def idempotency_stats(self) -> dict[str, int]:
+        result: dict[str, int] = self._check(self.http.get("/admin/v1/idempotency"))
         return result
 
     def remove_route(self, method: str, path: str) -> None:

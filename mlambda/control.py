@@ -39,7 +39,7 @@ from mlambda.keys import (
     new_secret,
 )
 from mlambda.plans import Plan
-from mlambda.registry import LATEST, Alias, ModelRecord, Registry, Route
+from mlambda.registry import LATEST, Alias, Idempotency, ModelRecord, Registry, Route
 from mlambda.router import Router
 from mlambda.runtime.dispatcher import InitError, VersionRef
 from mlambda.runtime.protocol import ModelLoaded
@@ -152,12 +152,21 @@ class ControlPlane:
 
     # -- routes -----------------------------------------------------------------------
 
-    def add_route(self, method: str, path: str, target: str) -> Route:
+    def add_route(self, method: str, path: str, target: str,
+                  idempotency: Idempotency | None = None) -> Route:
         function, _, qualifier = target.partition(":")
         qualifier = qualifier or LATEST
         self.router.resolve(function, qualifier)  # refuses a missing function or alias
-        route = Route(method, path, function, qualifier)
+        route = Route(method, path, function, qualifier, idempotency)
         self.registry.add_route(route)
+        self.router.reload()
+        return route
+
+    def set_route_idempotency(self, method: str, path: str,
+                              idempotency: Idempotency | None) -> Route:
+        """Turn a route's idempotency on, change it, or (None) turn it off; the next request
+        sees it. Answers already stored stay until their own TTL."""
+        route = self.registry.set_route_idempotency(method, path, idempotency)
         self.router.reload()
         return route
 

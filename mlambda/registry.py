@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from mlambda.errors import NotFound
+from mlambda.errors import InvalidParameter, NotFound
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan
 from mlambda.runtime.dispatcher import VersionRef
@@ -30,6 +30,9 @@ from mlambda.spec import FunctionSpec, load_spec
 from mlambda.volume import ModelVersion
 
 LATEST = "$LATEST"
+MAX_FIELD_NAME = 128
+MAX_MATCH = 16
+MAX_TTL_S = 86_400
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS functions (
@@ -57,6 +60,7 @@ CREATE TABLE IF NOT EXISTS routes (
     path TEXT NOT NULL,
     function TEXT NOT NULL REFERENCES functions(name),
     qualifier TEXT NOT NULL,
+    idempotency TEXT,  -- JSON {key, match, ttl_s}, or NULL
     PRIMARY KEY (method, path)
 );
 CREATE TABLE IF NOT EXISTS models (
@@ -130,11 +134,61 @@ class ModelRecord:
 
 
 @dataclass(frozen=True)
+class Idempotency:
+    """A route's retries answered once: requests whose JSON field `key` is equal and whose
+    `match` fields are equal get one invocation's answer (joined while it runs, replayed
+    for `ttl_s` seconds after it succeeded)."""
+
+    key: str
+    match: tuple[str, ...] = ()
+    ttl_s: float = 300.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "match": list(self.match), "ttl_s": self.ttl_s}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Idempotency:
+        return cls(value["key"], tuple(value.get("match", ())), float(value["ttl_s"]))
+
+    @classmethod
+    def parse(cls, value: Any, where: str = "idempotency") -> Idempotency:
+        """Validate a {key, match, ttl_s} object from a client or the seed file; the error
+        names the field and what was expected."""
+        if not isinstance(value, dict):
+            raise InvalidParameter(f"field `{where}`: expected an object "
+                                   "{key, match, ttl_s}")
+        unknown = set(value) - {"key", "match", "ttl_s"}
+        if unknown:
+            raise InvalidParameter(f"field `{where}`: unknown field(s) {sorted(unknown)}; "
+                                   "expected key, match, ttl_s")
+        key = value.get("key")
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_FIELD_NAME:
+            raise InvalidParameter(f"field `{where}.key`: expected the name of a JSON field "
+                                   f"(1-{MAX_FIELD_NAME} characters)")
+        match = value.get("match", [])
+        if (not isinstance(match, list | tuple) or len(match) > MAX_MATCH
+                or not all(isinstance(m, str) and 1 <= len(m) <= MAX_FIELD_NAME
+                           for m in match)):
+            raise InvalidParameter(f"field `{where}.match`: expected a list of at most "
+                                   f"{MAX_MATCH} JSON field names")
+        if len(set(match)) != len(match) or key in match:
+            raise InvalidParameter(f"field `{where}.match`: names must be distinct and differ "
+                                   "from `key`")
+        ttl = value.get("ttl_s", 300.0)
+        if (isinstance(ttl, bool) or not isinstance(ttl, int | float)
+                or not 0 < ttl <= MAX_TTL_S):
+            raise InvalidParameter(f"field `{where}.ttl_s`: expected seconds in "
+                                   f"(0, {MAX_TTL_S}]")
+        return cls(key, tuple(match), float(ttl))
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str
     function: str
     qualifier: str
+    idempotency: Idempotency | None = None
 
 
 def bundle_digest(bundle: Path) -> str:
@@ -165,6 +219,7 @@ class Registry:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         self.migrate()
+        self.routes_migrated = self.migrate_routes()
 
     def migrate(self) -> None:
         have = {row[1] for row in self.db.execute("PRAGMA table_info(keys)")}
@@ -172,6 +227,16 @@ class Registry:
             for name, decl in KEY_COLUMNS.items():
                 if name not in have:
                     db.execute(f"ALTER TABLE keys ADD COLUMN {name} {decl}")
+
+    def migrate_routes(self) -> bool:
+        """A data directory made before routes had options gets the column, in place (its
+        routes keep working, without options). True if it was added now."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(routes)")}
+        if "idempotency" in have:
+            return False
+        with self.transaction() as db:
+            db.execute("ALTER TABLE routes ADD COLUMN idempotency TEXT")
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -283,8 +348,20 @@ class Registry:
 
     def add_route(self, route: Route) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?)",
-                       (route.method, route.path, route.function, route.qualifier))
+            db.execute("INSERT OR REPLACE INTO routes (method, path, function, qualifier, "
+                       "idempotency) VALUES (?, ?, ?, ?, ?)",
+                       (route.method, route.path, route.function, route.qualifier,
+                        _idempotency_text(route.idempotency)))
+
+    def set_route_idempotency(self, method: str, path: str,
+                              idempotency: Idempotency | None) -> Route:
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE routes SET idempotency = ? WHERE method = ? AND path = ?",
+                (_idempotency_text(idempotency), method, path))
+            if changed.rowcount == 0:
+                raise NotFound(f"no route {method} {path}")
+        return next(r for r in self.routes() if (r.method, r.path) == (method, path))
 
     def remove_route(self, method: str, path: str) -> None:
         with self.transaction() as db:
@@ -293,8 +370,11 @@ class Registry:
                 raise NotFound(f"no route {method} {path}")
 
     def routes(self) -> list[Route]:
-        rows = self.db.execute("SELECT * FROM routes ORDER BY path, method").fetchall()
-        return [Route(*r) for r in rows]
+        rows = self.db.execute(
+            "SELECT method, path, function, qualifier, idempotency FROM routes "
+            "ORDER BY path, method").fetchall()
+        return [Route(m, p, f, q, None if i is None else Idempotency.from_json(json.loads(i)))
+                for m, p, f, q, i in rows]
 
     # -- models -------------------------------------------------------------------------
 
@@ -387,3 +467,7 @@ class Registry:
             "SELECT key_id, day, requests, throttled FROM usage WHERE day >= ? "
             "ORDER BY day, key_id", (since_day,))
         return [tuple(r) for r in rows.fetchall()]
+
+
+def _idempotency_text(idempotency: Idempotency | None) -> str | None:
+    return None if idempotency is None else json.dumps(idempotency.to_json())

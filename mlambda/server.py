@@ -16,6 +16,7 @@ import sqlite3
 import sys
 import time
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -23,12 +24,12 @@ import uvicorn
 from mlambda import plans
 from mlambda.control import ControlPlane
 from mlambda.engines.local import LocalEngine
-from mlambda.errors import InvalidSpec
+from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
 from mlambda.gateway.app import Gateway
 from mlambda.gateway.throttle import Meter
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
-from mlambda.registry import Alias, Registry, Route
+from mlambda.registry import Alias, Idempotency, Registry, Route
 from mlambda.router import Router
 from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime.protocol import ModelLoaded
@@ -92,15 +93,19 @@ class Platform:
         known = set(self.registry.functions())
         for entry in doc.get("function", []):
             bundle = (path.parent / entry["bundle"]).resolve()
-            if load_spec(bundle).name in known:
+            name = load_spec(bundle).name
+            alias = entry.get("alias", "live")
+            routes = [seed_route(spec, name, alias, path) for spec in entry.get("routes", [])]
+            if name in known:
+                if self.registry.routes_migrated:  # routes just got options: the seed's too
+                    for route in routes:
+                        self.upgrade_route(route)
                 continue
             latest = self.registry.put_latest(bundle)
             version = self.registry.publish(latest.function)
-            alias = entry.get("alias", "live")
             self.registry.set_alias(Alias(latest.function, alias, version.version))
-            for spec in entry.get("routes", []):
-                method, _, route_path = spec.partition(" ")
-                self.registry.add_route(Route(method, route_path, latest.function, alias))
+            for route in routes:
+                self.registry.add_route(route)
             log.info("seeded %s version %s as %s", latest.function, version.version, alias)
         for entry in doc.get("model", []):
             if self.models.current(entry["name"]) is not None:
@@ -146,6 +151,17 @@ class Platform:
             if self.month_start(time.time()) != month:
                 month = self.month_start(time.time())
                 self.meter.forget_before(month)
+
+    def upgrade_route(self, route: Route) -> None:
+        """A data directory from before route options: give a seeded route that is still
+        as the seed made it the seed's options (e.g. idempotency on POST /inference)."""
+        if route.idempotency is None:
+            return
+        for r in self.registry.routes():
+            if (r.method, r.path, r.function, r.qualifier) == (
+                    route.method, route.path, route.function, route.qualifier):
+                self.registry.set_route_idempotency(r.method, r.path, route.idempotency)
+                log.info("route %s %s: idempotency from the seed", r.method, r.path)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -209,6 +225,28 @@ class Platform:
             "versions": [model_json(m, current) for m in self.registry.model_versions(name)],
             "instances": loads,
         }
+
+
+def seed_route(spec: Any, function: str, alias: str, seed: Path) -> Route:
+    """A seed file's route: "METHOD PATH", or {route = "METHOD PATH", idempotency = {key,
+    match, ttl_s}}."""
+    options: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        options, spec = spec, spec.get("route")
+    if not isinstance(spec, str) or " " not in spec:
+        raise InvalidSpec(f"{seed}: a route is \"METHOD PATH\" or {{route = \"METHOD PATH\", "
+                          "idempotency = {...}}")
+    unknown = set(options) - {"route", "idempotency"}
+    if unknown:
+        raise InvalidSpec(f"{seed}: route {spec}: unknown field(s) {sorted(unknown)}")
+    idempotency = None
+    if "idempotency" in options:
+        try:
+            idempotency = Idempotency.parse(options["idempotency"])
+        except InvalidParameter as exc:
+            raise InvalidSpec(f"{seed}: route {spec}: {exc.message}") from None
+    method, _, route_path = spec.partition(" ")
+    return Route(method, route_path, function, alias, idempotency)
 
 
 def run(settings: Settings) -> None:

@@ -29,6 +29,10 @@ class Settings:
     usage_flush_s: float = field(default=0.5, metadata=_meta(
         "MLAMBDA_USAGE_FLUSH_S", "how often usage counts (quotas, last use) go to SQLite: "
         "a crash loses at most this much counting"))
+    idempotency_entries: int = field(default=100_000, metadata=_meta(
+        "MLAMBDA_IDEMPOTENCY_ENTRIES", "answers kept for retries on idempotent routes, at most"))
+    idempotency_mb: float = field(default=64.0, metadata=_meta(
+        "MLAMBDA_IDEMPOTENCY_MB", "memory for answers kept for retries, at most (MB)"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
 

@@ -2,9 +2,9 @@
 (base64), retry}, response exactly {esun_uuid, server_uuid, answer, server_timestamp}.
 
 One model call per batch. The model is read from the volume (`mlambda.volume.Model`): a
-new version pushed there is picked up at the next batch without a restart. A retry of a
-question answered recently by this instance is answered from memory, and duplicates
-within a batch are computed once.
+new version pushed there is picked up at the next batch without a restart. Retries of a
+question (same esun_uuid and image) are answered once by the gateway (the route's
+idempotency option), not here: every event this handler gets is computed from its image.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ import preprocess
 from mlambda.volume import Model
 
 NULL = "isnull"
-RECENT = 4096  # answers kept for retries of the same esun_uuid
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,6 @@ except Exception as exc:  # no usable model in the volume yet: each call will re
     print(f"handwriting: no model loaded at init: {type(exc).__name__}: {exc}")
 SERVER_UUID = hashlib.sha256(
     (os.environ["ESUN_CAPTAIN_EMAIL"] + os.environ["ESUN_SALT"]).encode()).hexdigest()
-recent: OrderedDict[str, str] = OrderedDict()
 
 
 class BadField(ValueError):
@@ -79,7 +76,7 @@ def bad(message: str) -> dict[str, Any]:
     return response(400, {"errorType": "InvalidRequestContentException", "errorMessage": message})
 
 
-def parse(event: dict[str, Any]) -> tuple[str, np.ndarray | None]:
+def parse(event: dict[str, Any]) -> tuple[str, np.ndarray]:
     """(esun_uuid, the image ready for the model); raises BadField naming the field."""
     try:
         body = json.loads(event.get("body") or "")
@@ -98,8 +95,6 @@ def parse(event: dict[str, Any]) -> tuple[str, np.ndarray | None]:
             (isinstance(retry, int) and not isinstance(retry, bool))
             or (isinstance(retry, str) and retry.isdigit())):
         raise BadField("field `retry`: expected an integer or a string of digits")
-    if uuid in recent:
-        return uuid, None
     image = body.get("image")
     if not isinstance(image, str):
         raise BadField("field `image`: missing; expected the image file as a base64 string")
@@ -113,18 +108,10 @@ def parse(event: dict[str, Any]) -> tuple[str, np.ndarray | None]:
         raise BadField(f"field `image`: {exc}") from None
 
 
-def remember(uuid: str, answer: str) -> None:
-    recent[uuid] = answer
-    recent.move_to_end(uuid)
-    while len(recent) > RECENT:
-        recent.popitem(last=False)
-
-
 def batch_handler(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any] | None] = [None] * len(events)
-    uuids: list[str] = [""] * len(events)
-    answers: dict[str, str] = {}  # this batch's, by esun_uuid
-    todo: dict[str, np.ndarray] = {}  # images to classify, one per esun_uuid
+    uuids: dict[int, str] = {}  # event index -> its esun_uuid, for the good events
+    images: list[np.ndarray] = []  # their images, in the same order
     for i, event in enumerate(events):
         try:
             uuid, image = parse(event)
@@ -132,21 +119,13 @@ def batch_handler(events: list[dict[str, Any]], context: Any) -> list[dict[str, 
             out[i] = bad(str(exc))
             continue
         uuids[i] = uuid
-        if image is None:
-            answers[uuid] = recent[uuid]
-        else:
-            todo.setdefault(uuid, image)
-    if todo:
-        classify = MODEL.get()
-        for uuid, answer in zip(todo, classify(preprocess.batch(list(todo.values()))),
-                                strict=True):
-            answers[uuid] = answer
-            remember(uuid, answer)
-    now = int(time.time())
-    for i, uuid in enumerate(uuids):
-        if out[i] is None:
+        images.append(image)
+    if images:
+        answers = MODEL.get()(preprocess.batch(images))
+        now = int(time.time())
+        for (i, uuid), answer in zip(uuids.items(), answers, strict=True):
             out[i] = response(200, {"esun_uuid": uuid, "server_uuid": SERVER_UUID,
-                                    "answer": answers[uuid], "server_timestamp": now})
+                                    "answer": answer, "server_timestamp": now})
     return [r for r in out if r is not None]
 
 

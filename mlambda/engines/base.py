@@ -15,8 +15,10 @@ class Engine(abc.ABC):
         """Prepare to run versions (no instance starts until a version is invoked)."""
 
     @abc.abstractmethod
-    def submit(self, version: VersionRef, item: Item) -> asyncio.Future[Outcome]:
-        """Queue one invocation of `version`; raise an `MlambdaError` if it cannot be taken."""
+    def submit(self, version: VersionRef, item: Item, tenant: str = "",
+               weight: int = 1) -> asyncio.Future[Outcome]:
+        """Queue one invocation of `version` for `tenant` (the caller's API key id; `weight`
+        its share of a contended queue); raise an `MlambdaError` if it cannot be taken."""
 
     @abc.abstractmethod
     async def warm(self, version: VersionRef, count: int = 1) -> None:

@@ -52,8 +52,9 @@ class LocalEngine(Engine):
             self.dispatchers[version.key] = d
         return d
 
-    def submit(self, version: VersionRef, item: p.Item) -> asyncio.Future[Outcome]:
-        return self.dispatcher(version).submit(item)
+    def submit(self, version: VersionRef, item: p.Item, tenant: str = "",
+               weight: int = 1) -> asyncio.Future[Outcome]:
+        return self.dispatcher(version).submit(item, tenant, weight)
 
     async def warm(self, version: VersionRef, count: int = 1) -> None:
         await self.dispatcher(version).warm(count)

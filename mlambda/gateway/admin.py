@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from mlambda.errors import InvalidParameter, MlambdaError, PayloadTooLarge
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
-from mlambda.registry import ModelRecord
+from mlambda.registry import MAX_FIELD_NAME, MAX_MATCH, MAX_TTL_S, Idempotency, ModelRecord, Route
 
 if TYPE_CHECKING:
     from mlambda.server import Platform
@@ -27,11 +27,39 @@ GZIP = {"requestBody": {"required": True, "content": {
     "application/gzip": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
+class IdempotencyIn(BaseModel):
+    """Retries answered once: requests with equal `key` and `match` fields of their JSON
+    body get one invocation's answer (joined while it runs, replayed for `ttl_s` after a
+    2xx). The same key with other `match` fields is a new request."""
+
+    key: str = Field(min_length=1, max_length=MAX_FIELD_NAME, examples=["esun_uuid"],
+                     description="the JSON field that identifies a request")
+    match: list[str] = Field(default=[], max_length=MAX_MATCH, examples=[["image"]],
+                             description="the JSON fields that must also be equal")
+    ttl_s: float = Field(default=300.0, gt=0, le=MAX_TTL_S,
+                         description="how long a successful answer is replayed (seconds)")
+
+
 class RouteIn(BaseModel):
     method: str = Field(pattern=r"^(GET|POST|PUT|PATCH|DELETE)$", examples=["POST"])
     path: str = Field(pattern=r"^/[A-Za-z0-9_\-./]*$", examples=["/inference"])
     target: str = Field(description="function:alias or function:version",
                         examples=["handwriting:live"])
+    idempotency: IdempotencyIn | None = None
+
+
+class RouteOptionsIn(BaseModel):
+    idempotency: IdempotencyIn | None = Field(
+        description="the route's idempotency option; null turns it off")
+
+
+def idempotency_of(body: IdempotencyIn | None) -> Idempotency | None:
+    return None if body is None else Idempotency.parse(body.model_dump())
+
+
+def route_json(r: Route) -> dict[str, Any]:
+    return {"method": r.method, "path": r.path, "target": f"{r.function}:{r.qualifier}",
+            "idempotency": None if r.idempotency is None else r.idempotency.to_json()}
 
 
 class AliasIn(BaseModel):
@@ -188,15 +216,28 @@ def build_admin(platform: Platform) -> FastAPI:
     # -- routes ----------------------------------------------------------------------
 
     @app.get("/admin/v1/routes", dependencies=guarded)
-    async def list_routes() -> list[dict[str, str]]:
-        return [{"method": r.method, "path": r.path, "target": f"{r.function}:{r.qualifier}"}
-                for r in platform.registry.routes()]
+    async def list_routes() -> list[dict[str, Any]]:
+        return [route_json(r) for r in platform.registry.routes()]
 
     @app.post("/admin/v1/routes", dependencies=guarded, status_code=201)
-    async def add_route(body: RouteIn) -> dict[str, str]:
-        route = control.add_route(body.method, body.path, body.target)
-        return {"method": route.method, "path": route.path,
-                "target": f"{route.function}:{route.qualifier}"}
+    async def add_route(body: RouteIn) -> dict[str, Any]:
+        """Add a route, or replace the one with this method and path."""
+        return route_json(control.add_route(body.method, body.path, body.target,
+                                            idempotency_of(body.idempotency)))
+
+    @app.patch("/admin/v1/routes", dependencies=guarded)
+    async def change_route(body: RouteOptionsIn, method: str = Query(),
+                           path: str = Query()) -> dict[str, Any]:
+        """Change an existing route's options (its idempotency)."""
+        return route_json(control.set_route_idempotency(method, path,
+                                                        idempotency_of(body.idempotency)))
+
+    @app.get("/admin/v1/idempotency", dependencies=guarded)
+    async def idempotency_stats() -> dict[str, int]:
+        """The gateway's store of answers for retries: entries, bytes, and how many
+        requests led an invocation, joined one, were replayed, or reused a key with other
+        matched fields (`mismatches`: computed anew)."""
+        return platform.gateway.idempotency.stats()
 
     @app.delete("/admin/v1/routes", dependencies=guarded, status_code=204)
     async def remove_route(method: str = Query(), path: str = Query()) -> None:

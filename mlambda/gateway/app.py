@@ -2,17 +2,28 @@
 
 request -> key -> route -> meter -> version -> enqueue -> (batch, run) -> respond.
 
-It never parses an invocation's JSON body: the raw bytes go to an instance.
+It never parses an invocation's JSON body: the raw bytes go to an instance. (A route with
+the idempotency option is the exception: its key and matched fields are read and hashed,
+so that a retry joins or replays the invocation it repeats; see `idempotency`.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from mlambda.engines.base import Engine
-from mlambda.errors import Forbidden, MlambdaError, NotFound, Unauthorized, http_status
+from mlambda.errors import (
+    Forbidden,
+    MlambdaError,
+    NotFound,
+    ShuttingDown,
+    Unauthorized,
+    http_status,
+)
 from mlambda.gateway import invoke
 from mlambda.gateway.http import (
     JSON,
@@ -27,10 +38,12 @@ from mlambda.gateway.http import (
     respond,
     respond_error,
 )
+from mlambda.gateway.idempotency import Answer, IdempotencyStore, Role, Slot, identify
 from mlambda.gateway.throttle import NO_HEADERS, Headers, Meter
 from mlambda.keys import ApiKey, KeyRing
-from mlambda.registry import Route
+from mlambda.registry import Idempotency, Route
 from mlambda.router import Router
+from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import Item, ProxyMeta
 from mlambda.settings import Settings
 
@@ -48,6 +61,8 @@ class Gateway:
         self.admin = admin
         self.startup = startup
         self.shutdown = shutdown
+        self.idempotency = IdempotencyStore(settings.idempotency_entries,
+                                            int(settings.idempotency_mb * 1024 * 1024))
 
     @staticmethod
     def request_id() -> str:
@@ -113,21 +128,47 @@ class Gateway:
             meta = None
             if version.spec.event == "proxy":
                 meta = self.proxy_meta(scope, route, key)
-            outcome = await self.engine.submit(version, Item(self.request_id(), body, meta))
+            item = Item(self.request_id(), body, meta)
+            if route.idempotency is None:
+                answer = answer_of(await self.engine.submit(version, item, key.key_id,
+                                                            key.weight))
+            else:
+                answer = await self.once(route, route.idempotency, key, version, item)
         except MlambdaError as exc:
             await respond_error(send, exc, limits)
             return
-        if outcome.error is not None:
-            await respond(send, http_status(outcome.error), error_body(outcome.error),
-                          [JSON, *limits])
-        elif outcome.headers:
-            headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                       for k, v in outcome.headers]
-            await respond(send, outcome.status, outcome.body, [*headers, *limits])
-        elif limits:
-            await respond(send, outcome.status, outcome.body, [JSON, *limits])
+        await respond(send, answer.status, answer.body, [*answer.headers, *limits])
+
+    async def once(self, route: Route, rule: Idempotency, key: ApiKey, version: VersionRef,
+                   item: Item) -> Answer:
+        """Answer `item` on a route with the idempotency option: join the invocation of
+        the same question that is running, replay its stored answer, or run it."""
+        ids = identify(rule, item.payload)
+        if ids is None:  # no key field: an ordinary request
+            return answer_of(await self.engine.submit(version, item, key.key_id, key.weight))
+        ident = (f"{route.method} {route.path}", key.key_id, ids[0])
+        slot, role = self.idempotency.claim(ident, ids[1], time.monotonic())
+        if role is Role.REPLAY:
+            assert slot.answer is not None
+            return replayed(slot.answer)
+        if role is Role.JOIN:
+            return replayed(await asyncio.shield(slot.done))
+        try:
+            future = self.engine.submit(version, item, key.key_id, key.weight)
+        except BaseException as exc:
+            self.idempotency.abandon(slot, exc)
+            raise
+        # settled by the invocation itself, whatever becomes of this request
+        future.add_done_callback(functools.partial(self.settle, slot, rule.ttl_s))
+        return await asyncio.shield(slot.done)
+
+    def settle(self, slot: Slot, ttl_s: float, future: asyncio.Future[Outcome]) -> None:
+        if future.cancelled():
+            self.idempotency.abandon(slot, ShuttingDown("the invocation was cancelled"))
+        elif (exc := future.exception()) is not None:
+            self.idempotency.abandon(slot, exc)
         else:
-            await respond(send, outcome.status, outcome.body, [JSON])
+            self.idempotency.settle(slot, answer_of(future.result()), ttl_s, time.monotonic())
 
     @staticmethod
     def proxy_meta(scope: Scope, route: Route, key: ApiKey) -> ProxyMeta:
@@ -158,3 +199,21 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+REPLAYED = (b"idempotent-replayed", b"true")
+
+
+def answer_of(outcome: Outcome) -> Answer:
+    """How a route answers an invocation's outcome."""
+    if outcome.error is not None:
+        return Answer(http_status(outcome.error), (JSON,), error_body(outcome.error))
+    if outcome.headers:
+        return Answer(outcome.status, tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
+                                            for k, v in outcome.headers), outcome.body)
+    return Answer(outcome.status, (JSON,), outcome.body)
+
+
+def replayed(answer: Answer) -> Answer:
+    """An answer given again (to a retry that joined or came later), marked as such."""
+    return Answer(answer.status, (*answer.headers, REPLAYED), answer.body)

@@ -81,7 +81,7 @@ async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
                                            *limits])
             return
         item = Item(gateway.request_id(), body, None)
-        future = gateway.engine.submit(version, item)
+        future = gateway.engine.submit(version, item, key.key_id, key.weight)
         if kind == b"Event":
             await respond(send, 202, b"", [(b"x-amzn-requestid", item.request_id.encode()),
                                            *limits])

@@ -1,6 +1,7 @@
 """A version's dispatcher: its queue, its instances, its template.
 
 request -> `submit` -> queue -> (batch former) -> idle instance -> `Result` -> future.
+The queue is shared fairly between the API keys that call the version (`FairQueue`).
 Everything happens on the event loop, driven by events (a request, an instance ready,
 a result, a lost connection, a timer); the batch former and the autoscaler are pure
 functions consulted at each of them.
@@ -14,7 +15,6 @@ import logging
 import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,7 @@ from mlambda.runtime import protocol as p
 from mlambda.runtime import supervisor
 from mlambda.runtime.autoscaler import InstanceView, ScaleSnapshot, decide
 from mlambda.runtime.batching import BatchSnapshot, plan_batch
+from mlambda.runtime.fairqueue import FairQueue
 from mlambda.runtime.supervisor import Connection, RuntimeSocket
 from mlambda.runtime.template import TemplateError, TemplateHandle
 from mlambda.spec import FunctionSpec
@@ -164,7 +165,8 @@ class Dispatcher:
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.loop = asyncio.get_running_loop()
-        self.queue: deque[Invocation] = deque()
+        self.queue: FairQueue[Invocation] = FairQueue()
+        self.invocations = 0  # items handed to instances (a crash retry counts again)
         self.instances: dict[str, InstanceHandle] = {}
         self.by_pid: dict[int, InstanceHandle] = {}
         self.template: TemplateHandle | None = None
@@ -188,8 +190,9 @@ class Dispatcher:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def submit(self, item: p.Item) -> asyncio.Future[Outcome]:
-        """Queue one invocation. Raises at once when it cannot be taken."""
+    def submit(self, item: p.Item, tenant: str = "", weight: int = 1) -> asyncio.Future[Outcome]:
+        """Queue one invocation for `tenant` (an API key's id; `weight` its share when the
+        queue is contended). Raises at once when it cannot be taken."""
         if not self.accepting:
             raise ShuttingDown(f"{self.version.key} is draining")
         if len(self.queue) >= self.spec.scaling.max_queue:
@@ -208,7 +211,7 @@ class Dispatcher:
                 self.resolve_error(inv, self.failure)
                 return future
             self.failure = None
-        self.queue.append(inv)
+        self.queue.push(inv, tenant, weight)
         self.idle_event.clear()
         self.wake()
         return future
@@ -228,9 +231,14 @@ class Dispatcher:
         while self.queue:
             idle = [i for i in self.instances.values() if i.state is InstanceState.IDLE]
             busy = sum(1 for i in self.instances.values() if i.state is InstanceState.BUSY)
+            queued = len(self.queue)
+            # the oldest item is among the tenants' heads; the batch former reads its
+            # age only when the queue holds less than a batch, so it is looked for then
+            oldest = (min(inv.arrived for inv in self.queue.heads())
+                      if queued < self.spec.batch.max_batch else now)
             plan = plan_batch(BatchSnapshot(
-                queued=len(self.queue),
-                oldest_wait_s=now - self.queue[0].arrived,
+                queued=queued,
+                oldest_wait_s=now - oldest,
                 idle_instances=len(idle),
                 busy_instances=busy,
                 max_batch=self.spec.batch.max_batch,
@@ -243,7 +251,7 @@ class Dispatcher:
                 break
             # the most recently idle instance: the others can then age out (scale down)
             inst = max(idle, key=lambda i: i.idle_since)
-            self.dispatch(inst, [self.queue.popleft() for _ in range(plan.take)], now)
+            self.dispatch(inst, [self.queue.pop() for _ in range(plan.take)], now)
         self.scale()
         if not self.queue and not any(
             i.state is InstanceState.BUSY for i in self.instances.values()
@@ -255,6 +263,7 @@ class Dispatcher:
         self.next_batch_id += 1
         for inv in invocations:
             inv.queue_ms = (now - inv.arrived) * 1000
+        self.invocations += len(invocations)
         flight = InFlight(batch_id, invocations, now)
         inst.batch = flight
         inst.state = InstanceState.BUSY
@@ -443,8 +452,8 @@ class Dispatcher:
                   error.message, "".join(error.stack))
         self.failure = error
         self.failed_at = time.monotonic()
-        while self.queue:
-            self.resolve_error(self.queue.popleft(), error)
+        for inv in self.queue.drain():
+            self.resolve_error(inv, error)
         self.wake()
 
     # -- instance events ----------------------------------------------------------------
@@ -515,13 +524,13 @@ class Dispatcher:
         else:
             running, unstarted = remaining, []
         for inv in reversed(unstarted):  # never ran: back to the front of the queue
-            self.queue.appendleft(inv)
+            self.queue.push_front(inv)
         elapsed = (time.monotonic() - flight.started) * 1000
         for inv in running:
             error = self.death_error(inst, inv, status)
             if error.error_type == RUNTIME_EXIT and self.spec.retry_on_crash and inv.attempts == 0:
                 inv.attempts += 1
-                self.queue.appendleft(inv)
+                self.queue.push_front(inv)
             else:
                 self.resolve_error(inv, error, inst.instance_id, elapsed)
         self.wake()
@@ -561,6 +570,7 @@ class Dispatcher:
         return {
             "version": self.version.version,
             "queued": len(self.queue),
+            "invocations": self.invocations,
             "template": self.template is not None and self.template.alive,
             "failure": None if self.failure is None else {
                 "errorType": self.failure.error_type, "errorMessage": self.failure.message},
@@ -605,8 +615,8 @@ class Dispatcher:
             await asyncio.wait_for(self.idle_event.wait(), timeout_s)
         except TimeoutError:
             log.warning("%s: drain timed out with %d queued", self.version.key, len(self.queue))
-        while self.queue:
-            self.resolve_error(self.queue.popleft(), ShuttingDown("shutting down").info())
+        for inv in self.queue.drain():
+            self.resolve_error(inv, ShuttingDown("shutting down").info())
         await self.stop()
 
     async def stop(self) -> None:

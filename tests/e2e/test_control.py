@@ -96,7 +96,8 @@ def test_alias_and_route(admin: Client, server: Server) -> None:
     assert admin.add_route("POST", "/greet", "greeter:live")["target"] == "greeter:live"
     with server.client() as c:
         assert c.post("/greet", json={}).json() == {"tag": "A"}
-    assert {"method": "POST", "path": "/greet", "target": "greeter:live"} in admin.routes()
+    assert {"method": "POST", "path": "/greet", "target": "greeter:live",
+            "idempotency": None} in admin.routes()
 
 
 def test_bad_requests_get_clear_errors(admin: Client, tmp_path: Path) -> None:
