@@ -106,3 +106,35 @@ def test_weight_below_one_counts_as_one_and_the_latest_weight_counts() -> None:
     q.push("a2", "a", weight=2)
     q.push("b1", "b")
     assert take(q) == ["a1", "a2", "b1"]
+
+
+def test_a_full_queue_makes_room_for_a_lighter_key_from_the_heaviest() -> None:
+    q: FairQueue[str] = FairQueue()
+    for i in range(4):
+        q.push(f"heavy{i}", "heavy")
+    q.push("mid0", "mid")
+    q.push("mid1", "mid")
+    # full at 6: a newcomer takes the place of the heaviest key's newest item
+    assert q.displace("light") == "heavy3"
+    q.push("light0", "light")
+    assert len(q) == 6 and q.queued("heavy") == 3
+    # the heaviest key itself, or a key that would then hold as much, is refused
+    assert q.displace("heavy") is None
+    assert q.displace("mid") is None  # mid would hold 3, as heavy does
+    assert q.displace("light") == "heavy2"  # light would hold 2 < 3
+    q.push("light1", "light")
+    assert take(q) == ["heavy0", "mid0", "light0", "heavy1", "mid1", "light1"]
+
+
+def test_displacing_counts_shares_by_weight_and_can_empty_a_key() -> None:
+    q: FairQueue[str] = FairQueue()
+    q.push("a0", "a", weight=4)
+    q.push("a1", "a", weight=4)
+    q.push("b0", "b")
+    assert q.displace("c") is None  # b holds 1 per weight, a 0.5: c would hold 1
+    q.push("b1", "b")
+    assert q.displace("c") == "b1"  # b holds 2 per weight
+    assert q.displace("c", weight=2) == "b0"  # c would hold 0.5 per weight, b 1
+    assert "b" not in q.tenants and list(q.turns) == ["a"]
+    assert take(q) == ["a0", "a1"]
+    assert q.displace("c") is None  # empty: nothing to take back

@@ -196,11 +196,15 @@ class Dispatcher:
         if not self.accepting:
             raise ShuttingDown(f"{self.version.key} is draining")
         if len(self.queue) >= self.spec.scaling.max_queue:
-            raise TooManyRequests(
+            full = TooManyRequests(
                 f"{self.version.key}: {len(self.queue)} invocations already queued "
                 f"(max_queue {self.spec.scaling.max_queue})",
                 "QueueFull",
             )
+            pushed_out = self.queue.displace(tenant, weight)
+            if pushed_out is None:
+                raise full
+            self.resolve_error(pushed_out, full.info())  # the key with the largest share
         future: asyncio.Future[Outcome] = self.loop.create_future()
         inv = Invocation(item, future)
         now = inv.arrived

@@ -9,7 +9,8 @@ Work that has already waited its turn and must run again (an instance crashed be
 starting it, or a crash retry) goes to a lane served before every tenant, as the front
 of a single FIFO would have it.
 
-Push and pop are O(1). Nothing here does I/O or knows about time: a pure structure.
+Push and pop are O(1). When the queue is full, `displace` makes room for a key with a
+smaller share than the largest one's. Nothing here does I/O or knows about time.
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ class FairQueue(Generic[T]):
             self.turns.popleft()
         elif t.credit == 0:  # turn over: to the back of the round
             self.turns.rotate(-1)
+        return item
+
+    def displace(self, tenant: str, weight: int = 1) -> T | None:
+        """The queue is full and `tenant` wants in: take back the newest item of the key
+        holding the largest share (items per weight), if that share is larger than
+        `tenant`'s would be with its new item; None if not (then `tenant` is refused).
+        A flood fills the queue, but cannot keep a lighter key out of it. O(keys): only
+        called when full."""
+        if not self.tenants:
+            return None
+        name, t = max(self.tenants.items(), key=lambda kv: len(kv[1].items) / kv[1].weight)
+        if name == tenant or len(t.items) / t.weight <= (self.queued(tenant) + 1) / max(1, weight):
+            return None
+        item = t.items.pop()
+        self.size -= 1
+        if not t.items:
+            del self.tenants[name]
+            self.turns.remove(name)
         return item
 
     def drain(self) -> Iterator[T]:

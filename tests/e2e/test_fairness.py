@@ -42,3 +42,31 @@ def test_a_light_key_is_served_within_a_turn_not_after_the_heavy_backlog(
     assert after >= queued - 4, (
         f"{queued} heavy requests were queued; the light one ran after {HEAVY - after} of "
         f"the {HEAVY} heavy ones, {after} ran after it; it took {light_s:.2f} s")
+
+
+def test_a_full_queue_refuses_the_flooding_key_not_the_light_one(server: Server) -> None:
+    # `slow`: one instance and max_queue 2
+    with server.client() as c:
+        assert c.post("/slow", json={"sleep": 0}).status_code == 200
+    heavy = server.client(server.invoke_key, limits=httpx.Limits(max_connections=4))
+    light = server.client(server.admin_key)
+    with heavy, light, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        flood = [pool.submit(heavy.post, "/slow", json={"sleep": 1.0}) for _ in range(3)]
+
+        def full() -> bool:
+            rt = server.runtime("slow")
+            return rt["queued"] == 2 and [i["state"] for i in rt["instances"]] == ["busy"]
+
+        wait_for(full, 10, "one heavy request running and two queued")
+        light_call = pool.submit(light.post, "/slow", json={"sleep": 0})
+        wait_for(lambda: any(f.done() and f.result().status_code == 429 for f in flood), 10,
+                 "a heavy request pushed out")
+        refused = heavy.post("/slow", json={"sleep": 0})  # full again: the heavy key waits
+        r = light_call.result()
+        statuses = sorted(f.result().status_code for f in flood)
+        pushed_out = [f.result().json() for f in flood if f.result().status_code == 429]
+    assert r.status_code == 200, r.text
+    assert statuses == [200, 200, 429]
+    assert pushed_out[0]["errorType"] == "TooManyRequestsException"
+    assert "max_queue 2" in pushed_out[0]["errorMessage"]
+    assert refused.status_code == 429
