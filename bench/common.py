@@ -90,7 +90,7 @@ def wrk(url: str, connections: int, seconds: int, threads: int, key: str,
         raise SystemExit("wrk is not installed: apt-get install wrk")
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s}s",
            "--latency", "-s", str(script), url]
-    env = {**os.environ, "KEY": key}
+    env = {**os.environ, "KEY": key, "RUN": str(time.time_ns() % 2**31)}  # unique.lua's ids
     if body is not None:
         env["BODY"] = body
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
