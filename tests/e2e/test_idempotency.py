@@ -84,7 +84,7 @@ def test_a_retry_of_the_same_question_is_answered_from_its_first_invocation(
 def test_an_identical_retry_while_running_joins_it(server: Server) -> None:
     post(server, "/tally", {"id": "warm", "payload": 0})  # an instance is up
     before, joins = invocations(server, "tally"), stats(server)["joins"]
-    slow = {"id": "j1", "payload": "p", "sleep": 1.0}
+    slow = {"id": "j1", "payload": "p", "sleep": 2.0}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         first = pool.submit(post, server, "/tally", slow)
         wait_for(lambda: invocations(server, "tally") - before == 1, 5, "the first to run")
