@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from mlambda.client import Client
 from tests.conftest import Server, wait_for
 
 HEAVY = 30  # requests the heavy key sends at once
@@ -70,3 +71,25 @@ def test_a_full_queue_refuses_the_flooding_key_not_the_light_one(server: Server)
     assert pushed_out[0]["errorType"] == "TooManyRequestsException"
     assert "max_queue 2" in pushed_out[0]["errorMessage"]
     assert refused.status_code == 429
+
+
+def test_a_keys_plan_weight_is_its_turn_in_the_queue(server: Server) -> None:
+    with Client(server.url, server.admin_key) as admin:
+        admin.create_plan("heavier-share", rate=1000, burst=1000, weight=3)
+        secret = admin.create_key("weight-3", "invoke", plan="heavier-share")["secret"]
+    with server.client() as c:
+        assert c.post("/serial", json={"who": "warm"}).status_code == 200
+    n = 16
+    heavy = server.client(server.invoke_key, limits=httpx.Limits(max_connections=n))
+    weighted = server.client(secret, limits=httpx.Limits(max_connections=3))
+    with heavy, weighted, concurrent.futures.ThreadPoolExecutor(n + 3) as pool:
+        flood = [pool.submit(heavy.post, "/serial", json={"who": "heavy", "sleep": 0.2})
+                 for _ in range(n)]
+        wait_for(lambda: server.runtime("serial")["queued"] >= n // 2, 10, "a heavy backlog")
+        three = [pool.submit(weighted.post, "/serial", json={"who": "w3", "sleep": 0.2})
+                 for _ in range(3)]
+        seqs = sorted(f.result().json()["seq"] for f in three)
+        assert all(f.result().status_code == 200 for f in flood)
+    # weight 3: its three requests run in one turn, back to back (weight 1 would
+    # interleave them with the heavy key's: n, n+2, n+4)
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2], seqs
