@@ -118,6 +118,22 @@ class ShuttingDown(MlambdaError):
     status = 503
 
 
+class RecursionStopped(MlambdaError):
+    """A chain of calls went deeper than the limit (see runtime/chaining.py): a loop."""
+
+    error_type = "RecursiveInvocationException"
+    status = 400
+    kind = "request"
+
+
+class ChainDeadlock(MlambdaError):
+    """A chained call could never start: every instance its target may have is itself
+    waiting on a call that needs it."""
+
+    error_type = "ChainDeadlockException"
+    status = 429
+
+
 class InvalidSpec(MlambdaError):
     """A function bundle whose `function.toml` is wrong: names the file, field and expectation."""
 
@@ -143,6 +159,7 @@ _SERVICE_STATUS = {
     for cls in (
         BadRequest, InvalidParameter, Unauthorized, Forbidden, NotFound, Conflict,
         PayloadTooLarge, TooManyRequests, LimitExceeded, ShuttingDown, InvalidSpec,
+        RecursionStopped, ChainDeadlock,
     )
 }
 

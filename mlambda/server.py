@@ -31,6 +31,7 @@ from mlambda.gateway.throttle import Meter
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Idempotency, Registry, Route
 from mlambda.router import Router
+from mlambda.runtime.chaining import Chaining
 from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime.protocol import ModelLoaded
 from mlambda.settings import Settings
@@ -55,7 +56,9 @@ class Platform:
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
-        self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded)
+        chaining = Chaining(self.router.resolve, lambda v, item: self.engine.submit(v, item))
+        self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded,
+                                  on_invoke=chaining.on_invoke)
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from mlambda.engines.base import Engine
 from mlambda.runtime import protocol as p
-from mlambda.runtime.dispatcher import Dispatcher, Outcome, VersionRef
+from mlambda.runtime.dispatcher import Dispatcher, InvokeHandler, Outcome, VersionRef
 from mlambda.runtime.supervisor import RuntimeSocket
 
 MEMORY_CHECK_S = 0.1
@@ -19,10 +19,12 @@ MEMORY_CHECK_S = 0.1
 class LocalEngine(Engine):
     def __init__(self, volume: str,
                  on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
-                 on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None) -> None:
+                 on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
+                 on_invoke: InvokeHandler | None = None) -> None:
         self.volume = volume
         self.on_outcome = on_outcome
         self.on_model = on_model
+        self.on_invoke = on_invoke  # chained calls from instances (runtime/chaining.py)
         self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
         self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"))
         self.dispatchers: dict[str, Dispatcher] = {}
@@ -48,7 +50,7 @@ class LocalEngine(Engine):
         d = self.dispatchers.get(version.key)
         if d is None:
             d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome,
-                           self.on_model)
+                           self.on_model, self.on_invoke)
             self.dispatchers[version.key] = d
         return d
 

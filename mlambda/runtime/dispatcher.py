@@ -77,6 +77,7 @@ class Outcome:
     logs: str
     batch_size: int
     instance_id: str
+    trace_id: str = ""  # shared by a chain of calls: the first hop's request id
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class Invocation:
         self.arrived = time.monotonic()
         self.attempts = 0
         self.queue_ms = 0.0
+
+
+# a chained call from an instance (see chaining.py): (caller, instance id, reply, call)
+InvokeHandler = Callable[[VersionRef, str, Callable[[p.Msg], None], p.Invoke], None]
 
 
 class InstanceState(enum.StrEnum):
@@ -157,6 +162,7 @@ class Dispatcher:
         config_of: Callable[[VersionRef, str], p.TemplateConfig],
         on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
         on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
+        on_invoke: InvokeHandler | None = None,
     ) -> None:
         self.runtime = runtime
         self.version = version
@@ -164,6 +170,7 @@ class Dispatcher:
         self.config_of = config_of
         self.on_outcome = on_outcome
         self.on_model = on_model
+        self.on_invoke = on_invoke
         self.loop = asyncio.get_running_loop()
         self.queue: FairQueue[Invocation] = FairQueue()
         self.invocations = 0  # items handed to instances (a crash retry counts again)
@@ -255,7 +262,11 @@ class Dispatcher:
                 break
             # the most recently idle instance: the others can then age out (scale down)
             inst = max(idle, key=lambda i: i.idle_since)
-            self.dispatch(inst, [self.queue.pop() for _ in range(plan.take)], now)
+            taken = [self.queue.pop() for _ in range(plan.take)]
+            # a chained caller that gave up (its deadline passed) cancelled its future
+            taken = [inv for inv in taken if not inv.future.cancelled()]
+            if taken:
+                self.dispatch(inst, taken, now)
         self.scale()
         if not self.queue and not any(
             i.state is InstanceState.BUSY for i in self.instances.values()
@@ -286,7 +297,7 @@ class Dispatcher:
         self.resolve(inv, Outcome(
             inv.item.request_id, self.version.version, msg.body, msg.error, msg.status,
             msg.headers, msg.duration_ms, inv.queue_ms, init_ms, msg.max_memory_mb, msg.logs,
-            msg.batch_size, inst.instance_id,
+            msg.batch_size, inst.instance_id, inv.item.trace_id or inv.item.request_id,
         ))
         flight.done += 1
         if msg.error is not None and msg.error.error_type == RUNTIME_OOM:
@@ -320,7 +331,7 @@ class Dispatcher:
                       duration_ms: float = 0.0) -> None:
         self.resolve(inv, Outcome(
             inv.item.request_id, self.version.version, b"", error, 0, (), duration_ms,
-            inv.queue_ms, None, 0, "", 0, instance_id,
+            inv.queue_ms, None, 0, "", 0, instance_id, inv.item.trace_id or inv.item.request_id,
         ))
 
     # -- scaling ------------------------------------------------------------------------
@@ -665,6 +676,13 @@ class _InstanceOwner:
             self.d.fail_version(msg.error)
         elif isinstance(msg, p.ModelLoaded):
             self.d.on_model_loaded(self.inst, msg)
+        elif isinstance(msg, p.Invoke):
+            if self.d.on_invoke is not None:
+                self.d.on_invoke(self.d.version, self.inst.instance_id, conn.send, msg)
+            else:
+                error = ShuttingDown("chained calls are not available here").info()
+                conn.send(p.Invoked(msg.call_id, (p.CallResult(b"", error, "", ""),)
+                                    * len(msg.payloads)))
 
     def on_close(self, conn: Connection) -> None:
         self.d.spawn(self.d.on_lost(self.inst))

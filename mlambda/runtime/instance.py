@@ -33,7 +33,8 @@ from mlambda.errors import (
     function_error,
 )
 from mlambda.runtime import protocol as p
-from mlambda.runtime.context import LambdaContext
+from mlambda.runtime.calls import Calls
+from mlambda.runtime.context import InvokeError, LambdaContext
 
 EXIT_INIT_FAILED = 3
 EXIT_OOM = 4
@@ -70,6 +71,8 @@ def _max_memory_mb() -> int:
 
 def _error_from(exc: BaseException) -> ErrorInfo:
     stack = tuple(traceback.format_tb(exc.__traceback__)[1:])
+    if isinstance(exc, InvokeError):  # a chained call's error, uncaught: the callee's type
+        return function_error(exc.error_type, exc.message, stack)
     return function_error(type(exc).__name__, str(exc), stack)
 
 
@@ -95,6 +98,7 @@ class Instance:
         self.send_lock = threading.Lock()  # a model may load on a background thread
         self.log_stream = f"{time.strftime('%Y/%m/%d')}/[{config.function_version}]{instance_id}"
         self.pending_logs = ""
+        self.calls = Calls(self.send, self.read_frames, self.backlog.append)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -156,10 +160,15 @@ class Instance:
         while True:
             if self.backlog:
                 return self.backlog.pop(0)
-            data = self.sock.recv(1 << 20)
-            if not data:
+            messages = self.read_frames()
+            if messages is None:
                 return None
-            self.backlog.extend(self.reader.feed(data))
+            self.backlog.extend(messages)
+
+    def read_frames(self) -> list[p.Message] | None:
+        """One read's worth of messages; None when the gateway closed the connection."""
+        data = self.sock.recv(1 << 20)
+        return self.reader.feed(data) if data else None
 
     # -- events -----------------------------------------------------------------------
 
@@ -226,14 +235,23 @@ class Instance:
 
     # -- batches ----------------------------------------------------------------------
 
-    def context(self, request_id: str, timeout_ms: int) -> LambdaContext:
+    def context(self, items: list[p.Item], timeout_ms: int) -> LambdaContext:
+        """The context of one invocation, or of a batch handler's call (its events' items):
+        the deadline is the function's timeout, or a chained caller's if that is sooner."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        for item in items:
+            if item.deadline:
+                deadline = min(deadline, item.deadline)
         return LambdaContext(
-            aws_request_id=request_id,
+            aws_request_id=items[0].request_id,
             function_name=self.config.function_name,
             function_version=self.config.function_version,
             memory_limit_in_mb=self.spec.memory_mb,
-            deadline=time.monotonic() + timeout_ms / 1000,
+            deadline=deadline,
             log_stream_name=self.log_stream,
+            trace_ids=[item.trace_id or item.request_id for item in items],
+            depth=max(item.depth for item in items),
+            calls=self.calls,
         )
 
     def run_batch(self, batch: p.Batch) -> None:
@@ -287,7 +305,7 @@ class Instance:
         if error is None:
             assert self.handler is not None
             try:
-                value = self.handler(event, self.context(item.request_id, batch.timeout_ms))
+                value = self.handler(event, self.context([item], batch.timeout_ms))
             except Exception as exc:
                 error = _error_from(exc)
         result = self.finish(batch, i, value, error, started, self.capture.take())
@@ -302,7 +320,7 @@ class Instance:
         assert self.batch_handler is not None
         good = [i for i in range(len(events)) if i not in bad]
         started = time.perf_counter()
-        ctx = self.context(batch.items[good[0]].request_id, batch.timeout_ms)
+        ctx = self.context([batch.items[i] for i in good], batch.timeout_ms)
         try:
             values = self.batch_handler([events[i] for i in good], ctx)
             if not isinstance(values, list) or len(values) != len(good):

@@ -87,6 +87,12 @@ class Item(msgspec.Struct, frozen=True, array_like=True):
     request_id: str
     payload: bytes
     meta: ProxyMeta | None = None
+    # set on a chained call (see chaining.py): the trace it belongs to ("": this
+    # invocation starts one, its request id is the trace id), how many calls deep it is,
+    # and the caller's deadline (monotonic; 0: none) that bounds the callee's
+    trace_id: str = ""
+    depth: int = 0
+    deadline: float = 0.0
 
 
 class Batch(Msg, frozen=True):
@@ -114,6 +120,32 @@ class Result(Msg, frozen=True):
     batch_size: int
 
 
+class Invoke(Msg, frozen=True):
+    """A handler calls another function (`context.invoke`/`invoke_many`): one event per
+    payload, answered by one `Invoked` once every one of them has finished."""
+
+    call_id: int
+    function: str
+    qualifier: str | None
+    payloads: tuple[bytes, ...]
+    trace_ids: tuple[str, ...]  # one per payload: the trace each callee joins
+    asynchronous: bool  # invocation_type="Event": answered as soon as it is queued
+    depth: int  # the caller's depth; the callees run at depth + 1
+    deadline: float  # the caller's deadline (monotonic): bounds the callees' time
+
+
+class CallResult(msgspec.Struct, frozen=True, array_like=True):
+    body: bytes
+    error: ErrorInfo | None
+    request_id: str
+    version: str
+
+
+class Invoked(Msg, frozen=True):
+    call_id: int
+    results: tuple[CallResult, ...]
+
+
 class ModelLoaded(Msg, frozen=True):
     """An instance loaded (or failed to load) a version of a volume model."""
 
@@ -124,7 +156,7 @@ class ModelLoaded(Msg, frozen=True):
 
 Message = (
     Hello | TemplateReady | TemplateFailed | Fork | Forked | Exited | Ready | InitFailed
-    | Batch | Stop | Result | ModelLoaded
+    | Batch | Stop | Result | ModelLoaded | Invoke | Invoked
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -22,5 +22,6 @@ def invocation_log(outcome: Outcome, memory_mb: int) -> str:
         body += "\n"
     if outcome.error is not None and not outcome.logs:
         body += f"[ERROR] {outcome.error.error_type}: {outcome.error.message}\n"
-    return (f"START RequestId: {rid} Version: {outcome.version}\n{body}"
+    trace = f" TraceId: {outcome.trace_id}" if outcome.trace_id else ""
+    return (f"START RequestId: {rid} Version: {outcome.version}{trace}\n{body}"
             f"END RequestId: {rid}\n{report}\n")
