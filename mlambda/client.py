@@ -53,7 +53,8 @@ class Invocation:
 def bundle_archive(directory: Path) -> bytes:
     """A .tar.gz of a function's directory (without caches)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    # symlinked files (a module shared by two functions) go in as the files they point to
+    with tarfile.open(fileobj=buf, mode="w:gz", dereference=True) as tar:
         for path in sorted(directory.rglob("*")):
             if "__pycache__" in path.parts or path.suffix == ".pyc" or not path.is_file():
                 continue

@@ -9,103 +9,30 @@ idempotency option), not here: every event this handler gets is computed from it
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import os
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import decision
+import esun
 import numpy as np
-import onnxruntime as ort
 import preprocess
+from classifier import load
+from esun import BadField, bad, response
 
 from mlambda.volume import Model
-
-NULL = "isnull"
-
-
-@dataclass(frozen=True)
-class Classifier:
-    session: ort.InferenceSession
-    labels: list[str]
-    null_threshold: float = 0.0  # below this top-class probability the answer is isnull
-
-    def __call__(self, images: np.ndarray) -> list[str]:
-        best, confidence = decision.top_class(self.session.run(None, {"image": images})[0])
-        answers = decision.decide(best, confidence, len(self.labels) - 1, self.null_threshold)
-        return [self.labels[i] for i in answers]
-
-
-def load(path: Path) -> Classifier:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # one thread per instance: instances share the cores
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    labels = json.loads(meta["labels"])
-    if len(labels) != session.get_outputs()[0].shape[1] or labels[-1] != NULL:
-        raise ValueError(f"{path.name}: labels in its metadata do not match its output")
-    return Classifier(session, labels, decision.threshold_of(meta, path.name))
-
 
 MODEL = Model(os.environ.get("HANDWRITING_MODEL", "handwriting"), load)
 try:
     MODEL.get()  # load at init, as a Lambda function would, so the first call is not slower
 except Exception as exc:  # no usable model in the volume yet: each call will report it
     print(f"handwriting: no model loaded at init: {type(exc).__name__}: {exc}")
-SERVER_UUID = hashlib.sha256(
-    (os.environ["ESUN_CAPTAIN_EMAIL"] + os.environ["ESUN_SALT"]).encode()).hexdigest()
-
-
-class BadField(ValueError):
-    pass
-
-
-def response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json"},
-            "body": json.dumps(body, ensure_ascii=False)}
-
-
-def bad(message: str) -> dict[str, Any]:
-    return response(400, {"errorType": "InvalidRequestContentException", "errorMessage": message})
+SERVER_UUID = esun.server_uuid()
 
 
 def parse(event: dict[str, Any]) -> tuple[str, np.ndarray]:
     """(esun_uuid, the image ready for the model); raises BadField naming the field."""
-    try:
-        body = json.loads(event.get("body") or "")
-    except ValueError:
-        raise BadField("body: expected a JSON object") from None
-    if not isinstance(body, dict):
-        raise BadField("body: expected a JSON object")
-    uuid = body.get("esun_uuid")
-    if not isinstance(uuid, str) or not uuid:
-        raise BadField("field `esun_uuid`: missing; expected a non-empty string")
-    ts = body.get("esun_timestamp")
-    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)):
-        raise BadField("field `esun_timestamp`: expected a number (Unix time)")
-    retry = body.get("retry")
-    if retry is not None and not (
-            (isinstance(retry, int) and not isinstance(retry, bool))
-            or (isinstance(retry, str) and retry.isdigit())):
-        raise BadField("field `retry`: expected an integer or a string of digits")
-    image = body.get("image")
-    if not isinstance(image, str):
-        raise BadField("field `image`: missing; expected the image file as a base64 string")
-    try:
-        data = base64.b64decode(image, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadField("field `image`: not valid base64") from None
-    try:
-        return uuid, preprocess.prepare(data)
-    except preprocess.ImageError as exc:
-        raise BadField(f"field `image`: {exc}") from None
+    uuid, body = esun.question(event)
+    return uuid, esun.image(body)
 
 
 def batch_handler(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:

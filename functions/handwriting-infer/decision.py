@@ -1,0 +1,1 @@
+../handwriting/decision.py

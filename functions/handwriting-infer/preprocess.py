@@ -1,0 +1,1 @@
+../handwriting/preprocess.py
