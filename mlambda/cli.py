@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlambda.client import Client, ClientError, FunctionError
+from mlambda.errors import InvalidParameter
 from mlambda.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -454,6 +455,126 @@ def plans_rm(name: str) -> None:
     """Remove a usage plan that no key uses."""
     _call(lambda c: c.remove_plan(name))
     typer.echo(f"removed plan {name}")
+
+
+def _optional_key(role: str) -> str | None:
+    env = os.environ.get(f"MLAMBDA_{role.upper()}_KEY")
+    if env:
+        return env
+    try:
+        return (Settings.load().data / f"{role}.key").read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+@app.command()
+def loadtest(
+    target: Annotated[str, typer.Argument(
+        help="a route ('POST /inference') or a function through the Invoke API (FUNC[:ALIAS])")],
+    scenario: Annotated[str, typer.Option(help="steady, burst, ramp or all")] = "steady",
+    concurrency: Annotated[int, typer.Option(help="connections (steady, ramp's top)")] = 1000,
+    duration: Annotated[str, typer.Option(help="measured time, e.g. 60s or 2m")] = "60s",
+    warmup: Annotated[str, typer.Option(help="steady: time before measuring")] = "5s",
+    burst: Annotated[int, typer.Option(help="requests sent at once (burst)")] = 1000,
+    from_zero: Annotated[bool, typer.Option(
+        "--from-zero", help="burst: scale the function to zero first (admin API) instead of "
+                            "waiting for its idle timeout")] = False,
+    zero_timeout: Annotated[str, typer.Option(help="burst: longest wait for zero")] = "15m",
+    url: Annotated[str | None, typer.Option(
+        help="a remote mlambda or any HTTP endpoint (default MLAMBDA_URL)")] = None,
+    key: Annotated[str | None, typer.Option(
+        help="x-api-key to send (default MLAMBDA_INVOKE_KEY or the data dir's invoke.key)")]
+        = None,
+    payload: Annotated[str | None, typer.Option(
+        help="JSON body template (or @file); MLAMBDA_ID in it is replaced by a unique id")]
+        = None,
+    images: Annotated[Path | None, typer.Option(
+        help="E.SUN bodies from this folder of images (default for POST /inference: "
+             "tests/data/handwriting)")] = None,
+    generator: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or native")]
+        = "auto",
+    timeout: Annotated[str, typer.Option(help="a request's timeout")] = "10s",
+    p99_ms: Annotated[float, typer.Option(help="the p99 bound")] = 1000.0,
+    burst_s: Annotated[float, typer.Option(help="the burst bound")] = 5.0,
+    need_concurrency: Annotated[int, typer.Option(help="the concurrency bound")] = 1000,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+) -> None:
+    """Check the spec's requirements on a deployment: >= 1000 concurrent requests, p99 <
+    1000 ms at steady load, a burst from zero answered within 5 s. Prints a verdict per
+    requirement and writes a report folder (PNGs and figures.json); exits 1 if one fails."""
+    from mlambda.loadtest import bodies as b
+    from mlambda.loadtest import report, scenarios
+    from mlambda.loadtest.figures import Bounds
+    from mlambda.loadtest.target import parse_target
+
+    if scenario not in scenarios.SCENARIOS:
+        typer.echo(f"error: --scenario: expected one of {scenarios.SCENARIOS}", err=True)
+        raise typer.Exit(2)
+    if generator not in ("auto", "wrk", "native"):
+        typer.echo("error: --generator: expected auto, wrk or native", err=True)
+        raise typer.Exit(2)
+    base = url or os.environ.get("MLAMBDA_URL", "http://127.0.0.1:8080")
+    try:
+        parsed = parse_target(target, base)
+        seconds = {n: _duration(n, v) for n, v in (("duration", duration), ("warmup", warmup),
+                                                   ("zero-timeout", zero_timeout),
+                                                   ("timeout", timeout))}
+        if images is not None or (payload is None and parsed.path == b.ESUN_PATH):
+            bodies = b.esun_bodies(images or b.default_images())
+        else:
+            text = payload or "{}"
+            bodies = b.template_bodies(Path(text[1:]).read_text() if text.startswith("@")
+                                       else text)
+    except (ValueError, OSError, InvalidParameter) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    admin_key = _optional_key("admin")
+    admin = Client(base, admin_key) if admin_key else None
+    plan = scenarios.Plan(
+        parsed, key if key is not None else _optional_key("invoke"), bodies,
+        concurrency=concurrency, duration_s=seconds["duration"], warmup_s=seconds["warmup"],
+        burst=burst, from_zero=from_zero, zero_timeout_s=seconds["zero-timeout"],
+        timeout_s=seconds["timeout"], generator=generator,
+        bounds=Bounds(need_concurrency, p99_ms, burst_s), admin=admin,
+        say=lambda line: typer.echo(line, err=True))
+    try:
+        result = scenarios.run(plan, scenario)
+    except (RuntimeError, ClientError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if admin is not None:
+            admin.close()
+    folder = out or Path(f"loadtest-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    document = {"target": parsed.label, "url": parsed.url, "scenario": scenario,
+                "phases": result.phases, "notes": result.notes,
+                "verdicts": [v.__dict__ for v in result.verdicts], "passed": result.passed}
+    report.write(folder, document)
+    for fig in result.phases:
+        lat = fig["latency_ms"]
+        typer.echo(f"{fig['phase']}: {fig['answers']:,} answers ({fig['requests_per_s']:,.0f}/s), "
+                   f"{fig['wrong']} wrong, errors {fig['errors'] or 0}; latency p50 "
+                   f"{lat.get('p50', float('nan')):.1f} ms, p99 {lat.get('p99', float('nan')):.1f}"
+                   f" ms, max {lat.get('max', float('nan')):.1f} ms; load generator "
+                   f"{fig['generator']} {fig['generator_cpu_cores']:.2f} cores")
+    for note in result.notes:
+        typer.echo(note)
+    for v in result.verdicts:
+        typer.echo(v.line())
+    typer.echo(f"report: {folder}/")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _duration(name: str, text: str) -> float:
+    """'60s', '2m', '500ms' or a bare number of seconds."""
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
+    for suffix, factor in units:
+        if text.endswith(suffix) and text[:-len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[:-len(suffix)]) * factor
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    raise ValueError(f"--{name}: expected a duration such as 60s, 2m or 500ms, got {text!r}")
 
 
 def main() -> None:

@@ -156,6 +156,13 @@ class Client:
             self.http.put(f"/admin/v1/functions/{function}/aliases/{alias}", json=body))
         return result
 
+    def scale_to_zero(self, function: str, qualifier: str | None = None) -> dict[str, Any]:
+        """Stop the instances and template of `function:qualifier`: the next call is cold."""
+        params = {"qualifier": qualifier} if qualifier else {}
+        result: dict[str, Any] = self._check(
+            self.http.post(f"/admin/v1/functions/{function}/scale-to-zero", params=params))
+        return result
+
     # -- routes -----------------------------------------------------------------------
 
     def routes(self) -> list[dict[str, Any]]:

@@ -150,6 +150,18 @@ class ControlPlane:
         if self.retiring.get(key) is task:
             del self.retiring[key]
 
+    async def scale_to_zero(self, function: str, qualifier: str | None) -> list[str]:
+        """Stop the instances and templates of what `function:qualifier` runs (both
+        versions of a weighted alias): the next call starts from nothing, as after a
+        quiet night. Returns the versions."""
+        q = qualifier or LATEST
+        alias = self.router.aliases.get((function, q))
+        names = [q] if alias is None else [alias.version] + (
+            [alias.extra_version] if alias.extra_version else [])
+        refs = [self.registry.version(function, v) for v in names]  # 404 if missing
+        await asyncio.gather(*(self.engine.scale_to_zero(ref) for ref in refs))
+        return [ref.version for ref in refs]
+
     # -- routes -----------------------------------------------------------------------
 
     def add_route(self, method: str, path: str, target: str,

@@ -3,8 +3,8 @@ image's decoding and preprocessing here; the model in `handwriting-infer`, calle
 per batch through `context.invoke_many` so that it gets the whole batch at once.
 
 Same answers as the one-function `handwriting` (the same modules do the same steps);
-switch between them by moving the route:
-`mlambda routes add POST /inference handwriting-pre:live`.
+switch between them by moving the route (README: `mlambda routes add POST /inference
+handwriting-pre:live`, with the route's idempotency option)
 """
 
 from __future__ import annotations

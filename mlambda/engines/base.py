@@ -39,6 +39,11 @@ class Engine(abc.ABC):
         a later call starts instances as usual)."""
 
     @abc.abstractmethod
+    async def scale_to_zero(self, version: VersionRef) -> None:
+        """Stop `version`'s instances (busy ones after their batch) and its template, so
+        that the next call pays a full cold start."""
+
+    @abc.abstractmethod
     def status(self, version: VersionRef) -> dict[str, object]:
         """The version's runtime state: instances, queue, failure."""
 

@@ -73,6 +73,11 @@ class LocalEngine(Engine):
         if d is not None:
             await d.retire(timeout_s)
 
+    async def scale_to_zero(self, version: VersionRef) -> None:
+        d = self.dispatchers.get(version.key)
+        if d is not None:
+            await d.reset(keep_template=False)
+
     def status(self, version: VersionRef) -> dict[str, object]:
         d = self.dispatchers.get(version.key)
         if d is None:

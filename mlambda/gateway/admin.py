@@ -196,6 +196,13 @@ def build_admin(platform: Platform) -> FastAPI:
         v = control.publish(name)
         return {"function": v.function, "version": v.version, "sha256": v.sha256}
 
+    @app.post("/admin/v1/functions/{name}/scale-to-zero", dependencies=guarded)
+    async def scale_to_zero(name: str, qualifier: str | None = None) -> dict[str, Any]:
+        """Stop every instance and the template of what `name:qualifier` runs (busy
+        instances finish their batch first): the next call is a full cold start."""
+        platform.registry.require(name)
+        return {"function": name, "versions": await control.scale_to_zero(name, qualifier)}
+
     # -- aliases ---------------------------------------------------------------------
 
     @app.get("/admin/v1/functions/{name}/aliases", dependencies=guarded)
