@@ -469,8 +469,8 @@ def _optional_key(role: str) -> str | None:
 
 @app.command()
 def loadtest(
-    target: Annotated[str, typer.Argument(
-        help="a route ('POST /inference') or a function through the Invoke API (FUNC[:ALIAS])")],
+    target: Annotated[list[str], typer.Argument(
+        help="a route (POST /inference) or a function through the Invoke API (FUNC[:ALIAS])")],
     scenario: Annotated[str, typer.Option(help="steady, burst, ramp or all")] = "steady",
     concurrency: Annotated[int, typer.Option(help="connections (steady, ramp's top)")] = 1000,
     duration: Annotated[str, typer.Option(help="measured time, e.g. 60s or 2m")] = "60s",
@@ -515,7 +515,7 @@ def loadtest(
         raise typer.Exit(2)
     base = url or os.environ.get("MLAMBDA_URL", "http://127.0.0.1:8080")
     try:
-        parsed = parse_target(target, base)
+        parsed = parse_target(" ".join(target), base)
         seconds = {n: _duration(n, v) for n, v in (("duration", duration), ("warmup", warmup),
                                                    ("zero-timeout", zero_timeout),
                                                    ("timeout", timeout))}

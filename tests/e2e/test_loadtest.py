@@ -92,7 +92,7 @@ def test_the_cli_prints_verdicts_and_writes_the_report(server: Server, tmp_path:
            "MLAMBDA_INVOKE_KEY": server.invoke_key}
     report = tmp_path / "report"
     r = subprocess.run(
-        [sys.executable, "-m", "mlambda.cli", "loadtest", "POST /sleeper", "--concurrency",
+        [sys.executable, "-m", "mlambda.cli", "loadtest", "POST", "/sleeper", "--concurrency",
          "4", "--duration", "1s", "--warmup", "0s", "--need-concurrency", "4", "--p99-ms",
          str(SLEEP_MS - 10), "--generator", "native", "--out", str(report)],
         env=env, capture_output=True, text=True, timeout=60)
