@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlambda.client import Client
+import httpx
+
+from mlambda.client import Client, ClientError
 from mlambda.loadtest import native, wrk
 from mlambda.loadtest.bodies import Bodies
 from mlambda.loadtest.figures import (
@@ -169,7 +171,10 @@ def instances(admin: Client, function: str, qualifier: str | None) -> int:
 def to_zero(plan: Plan, out: Outcome) -> bool | None:
     """Have the target's function at zero instances: force it (--from-zero) or wait for
     its idle timeout. True when it is at zero, None when that cannot be known."""
-    known = function_of(plan)
+    try:
+        known = function_of(plan)
+    except (ClientError, httpx.HTTPError):  # not an mlambda, or not this admin key's
+        known = None
     if known is None or plan.admin is None:
         out.notes.append("burst: not an mlambda route or function this admin key can see; "
                          "fired without checking that it had scaled to zero")

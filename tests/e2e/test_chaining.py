@@ -46,6 +46,12 @@ def test_invoke_many_reaches_the_callee_as_one_batch_each_in_its_trace(server: S
     assert {x["trace"] for x in results} == {body["trace"]}
 
 
+def test_calls_from_several_threads_each_get_their_own_answer(server: Server) -> None:
+    r = invoke(server, "chain", {"op": "threads", "n": 16})
+    assert r.status_code == 200 and "x-amz-function-error" not in r.headers, r.text
+    assert [x["i"] for x in r.json()["results"]] == list(range(16))
+
+
 def test_a_callee_error_comes_back_as_its_own_type(server: Server) -> None:
     caught = invoke(server, "chain", {"op": "catch", "event": {"op": "raise"}}).json()
     assert caught["caught"] == "FunctionError"

@@ -1,4 +1,5 @@
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlambda.runtime.context import FunctionError, InvokeError
@@ -24,6 +25,11 @@ def handler(event: Any, context: Any) -> Any:
         return {"trace": context.trace_id,
                 "results": [r if isinstance(r, dict) else {"error": r.error_type}
                             for r in results]}
+    if op == "threads":  # calls from several threads at once, each waiting for its own
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda i: context.invoke(target, {"op": "echo", "i": i}),
+                                    range(event["n"])))
+        return {"results": results}
     if op == "event":  # fire and forget
         start = time.monotonic()
         request_id = context.invoke(target, event.get("event"), invocation_type="Event")
