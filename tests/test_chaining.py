@@ -33,3 +33,8 @@ def test_full_but_waiting_on_a_healthy_version_is_not_stuck() -> None:
     # one of them waits on a:1 only, the other on c:1: a:1 frees an instance when c answers
     blocked = {"i1": waits("a:1", 2, "a:1"), "i2": waits("a:1", 2, "c:1")}
     assert deadlocked(blocked) == set()
+
+
+def test_an_instance_killed_while_it_waited_holds_no_slot() -> None:
+    dead = Blocked("a:1", 2, Counter({"a:1": 1}), alive=lambda: False)
+    assert deadlocked({"i1": waits("a:1", 2, "a:1"), "i2": dead}) == set()

@@ -32,12 +32,12 @@ from mlambda.errors import (
 )
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Outcome, VersionRef
+from mlambda.runtime.supervisor import Connection
 
 MAX_HOPS = 16
 
 Resolve = Callable[[str, str | None], VersionRef]
 Submit = Callable[[VersionRef, p.Item], "asyncio.Future[Outcome]"]
-Reply = Callable[[p.Msg], None]
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Blocked:
     version: str
     max_instances: int
     targets: Counter[str] = field(default_factory=Counter)
+    alive: Callable[[], bool] = lambda: True  # False once its connection is gone
 
 
 def deadlocked(blocked: Mapping[str, Blocked]) -> set[str]:
@@ -54,7 +55,8 @@ def deadlocked(blocked: Mapping[str, Blocked]) -> set[str]:
     each on a call to a version in the same situation (the greatest such set). Pure."""
     by_version: dict[str, list[Blocked]] = {}
     for b in blocked.values():
-        by_version.setdefault(b.version, []).append(b)
+        if b.alive():  # a dead instance (killed while it waited) holds no slot
+            by_version.setdefault(b.version, []).append(b)
     stuck = {v for v, bs in by_version.items() if len(bs) >= bs[0].max_instances}
     changed = True
     while changed:
@@ -73,11 +75,12 @@ def _result(outcome: Outcome) -> p.CallResult:
 class _Call:
     """One `Invoke` in flight: its callees' futures, answered together."""
 
-    __slots__ = ("caller", "futures", "left", "msg", "reply", "results", "target", "timer")
+    __slots__ = ("caller", "conn", "futures", "left", "msg", "results", "target", "timer")
 
-    def __init__(self, msg: p.Invoke, reply: Reply, caller: str, target: str, n: int) -> None:
+    def __init__(self, msg: p.Invoke, conn: Connection, caller: str, target: str,
+                 n: int) -> None:
         self.msg = msg
-        self.reply = reply
+        self.conn = conn
         self.caller = caller
         self.target = target
         self.results: list[p.CallResult | None] = [None] * n
@@ -92,9 +95,9 @@ class Chaining:
         self.submit = submit
         self.blocked: dict[str, Blocked] = {}  # caller instance id -> what it waits on
 
-    def on_invoke(self, caller: VersionRef, instance_id: str, reply: Reply,
+    def on_invoke(self, caller: VersionRef, instance_id: str, conn: Connection,
                   msg: p.Invoke) -> None:
-        """Called by the caller's dispatcher for an `Invoke` frame; answers through `reply`."""
+        """Called by the caller's dispatcher for an `Invoke` frame on `conn`; answers there."""
         n = len(msg.payloads)
         try:
             if msg.depth + 1 > MAX_HOPS:
@@ -104,18 +107,19 @@ class Chaining:
                     f"stopped after {MAX_HOPS} hops (a loop?)")
             version = self.resolve(msg.function, msg.qualifier)
         except MlambdaError as exc:
-            reply(p.Invoked(msg.call_id, (p.CallResult(b"", exc.info(), "", ""),) * n))
+            conn.send(p.Invoked(msg.call_id, (p.CallResult(b"", exc.info(), "", ""),) * n))
             return
         deadline = 0.0 if msg.asynchronous else msg.deadline
-        call = _Call(msg, reply, instance_id, version.key, n)
-        if not msg.asynchronous and not self.block(caller, instance_id, version):
+        call = _Call(msg, conn, instance_id, version.key, n)
+        if not msg.asynchronous and not self.block(caller, instance_id, conn, version):
             self.unblock(instance_id, version.key)
             error = ChainDeadlock(
                 f"{caller.key} -> {version.key} would never start: all "
                 f"{version.spec.max_instances} instances {version.key} may have "
                 f"(scaling.max_instances) are waiting on chained calls that need it; raise "
                 f"its max_instances above the depth of the chain").info()
-            reply(p.Invoked(msg.call_id, (p.CallResult(b"", error, "", version.version),) * n))
+            conn.send(p.Invoked(msg.call_id,
+                                (p.CallResult(b"", error, "", version.version),) * n))
             return
         for i, payload in enumerate(msg.payloads):
             item = p.Item(str(uuid.uuid4()), payload, None, msg.trace_ids[i], msg.depth + 1,
@@ -137,11 +141,13 @@ class Chaining:
 
     # -- blocked callers --------------------------------------------------------------
 
-    def block(self, caller: VersionRef, instance_id: str, target: VersionRef) -> bool:
+    def block(self, caller: VersionRef, instance_id: str, conn: Connection,
+              target: VersionRef) -> bool:
         """Record that the caller waits on `target`; False if that closes a deadlock."""
         b = self.blocked.get(instance_id)
         if b is None:
-            b = self.blocked[instance_id] = Blocked(caller.key, caller.spec.max_instances)
+            b = self.blocked[instance_id] = Blocked(caller.key, caller.spec.max_instances,
+                                                    alive=lambda: not conn.closed)
         b.targets[target.key] += 1
         return target.key not in deadlocked(self.blocked)
 
@@ -163,7 +169,8 @@ class Chaining:
         self.settle(call, i, _result(future.result()))
 
     def on_deadline(self, call: _Call, version: VersionRef) -> None:
-        waiting = sum(1 for b in self.blocked.values() if b.version == version.key)
+        waiting = sum(1 for b in self.blocked.values()
+                      if b.version == version.key and b.alive())
         hint = ""
         if waiting >= version.spec.max_instances:
             hint = (f"; all {waiting} instances of {version.key} were themselves waiting on "
@@ -187,5 +194,5 @@ class Chaining:
         if not call.msg.asynchronous:
             self.unblock(call.caller, call.target)
         results = tuple(r for r in call.results if r is not None)
-        call.reply(p.Invoked(call.msg.call_id, results))
+        call.conn.send(p.Invoked(call.msg.call_id, results))
 

@@ -102,8 +102,9 @@ class Invocation:
         self.queue_ms = 0.0
 
 
-# a chained call from an instance (see chaining.py): (caller, instance id, reply, call)
-InvokeHandler = Callable[[VersionRef, str, Callable[[p.Msg], None], p.Invoke], None]
+# a chained call from an instance (see chaining.py): (caller, instance id, its connection,
+# the call)
+InvokeHandler = Callable[[VersionRef, str, Connection, p.Invoke], None]
 
 
 class InstanceState(enum.StrEnum):
@@ -678,7 +679,7 @@ class _InstanceOwner:
             self.d.on_model_loaded(self.inst, msg)
         elif isinstance(msg, p.Invoke):
             if self.d.on_invoke is not None:
-                self.d.on_invoke(self.d.version, self.inst.instance_id, conn.send, msg)
+                self.d.on_invoke(self.d.version, self.inst.instance_id, conn, msg)
             else:
                 error = ShuttingDown("chained calls are not available here").info()
                 conn.send(p.Invoked(msg.call_id, (p.CallResult(b"", error, "", ""),)
