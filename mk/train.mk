@@ -1,6 +1,6 @@
 # Training the handwriting model (issue 3). `make train` reproduces models/handwriting.onnx;
-# `make eval` measures it on the held-out sets. Both need fonts from Debian's packages and
-# hanzi-writer-data from npm; the generated data stays in training/work/ (not committed).
+# `make eval` measures it on the held-out sets, `make eval-real` on the real crops. Training
+# needs fonts from Debian's packages and hanzi-writer-data from npm; the generated data stays in training/work/ (not committed).
 FONTS := fonts-arphic-ukai fonts-arphic-uming fonts-arphic-bkai00mp fonts-arphic-bsmi00lp \
 	fonts-cns11643-kai fonts-cns11643-sung fonts-cwtex-ming fonts-cwtex-fs fonts-cwtex-heib \
 	fonts-cwtex-yen fonts-noto-cjk fonts-wqy-zenhei fonts-cwtex-kai
@@ -8,7 +8,7 @@ WORK := training/work
 STROKE_DATA := $(WORK)/hanzi-writer-data/package/index.js
 TRAIN_STAMP := $(VENV)/.train-installed
 
-.PHONY: train eval train-data
+.PHONY: train eval eval-real train-data
 
 $(TRAIN_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[train]'
@@ -39,3 +39,8 @@ $(WORK)/eval_font.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA)
 
 eval: $(WORK)/eval_font.npz
 	$(BIN)/python -m training.evaluate
+
+# The labelled real crops of ../shared/real-dev (or $$REAL_DEV): accuracy on all and on the
+# unflagged ones, per source folder, and a sheet of the errors (training/work/real_errors.png).
+eval-real: $(STAMP)
+	$(BIN)/python -m training.evaluate_real $(EVAL_REAL_ARGS)
