@@ -1,10 +1,12 @@
 """Choose the `isnull` threshold: below it, the top class's softmax probability says the
 model does not know the character, and the answer is `isnull`. The threshold is the one
 with the best `isnull` F1 among those that cost the 800 characters at most 0.5 points of
-top-1. Chosen on the calibration set (training/dataset.py `calibration_specs`: fresh
-seeds, and outside characters neither trained on nor evaluated on), never on the
-evaluation sets; written into the model's metadata as `null_threshold`, so that a model
-and its threshold are swapped together.
+top-1. Chosen on the calibration sets (training/dataset.py `calibration_specs`: fresh
+seeds, and outside characters neither trained on nor evaluated on; and
+`form_specs("calibration")`: form crops like the real scans, made the same way, so that
+the threshold fits real writing's lower confidence), never on the evaluation sets;
+written into the model's metadata as `null_threshold`, so that a model and its threshold
+are swapped together.
 
     python -m training.calibrate [--model models/handwriting.onnx]
 """
@@ -39,10 +41,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "handwriting.onnx")
     parser.add_argument("--work", type=Path, default=ROOT / "training" / "work")
+    parser.add_argument("--sets", nargs="+", default=["calibration.npz", "form_calibration.npz"],
+                        help="calibration sets in --work (those present are used together)")
     args = parser.parse_args()
-    data = np.load(args.work / "calibration.npz")
-    y = data["y"].astype(np.int64)
-    best, confidence, labels, _ = top_class(args.model, data["x"])
+    sets = [np.load(args.work / name) for name in args.sets if (args.work / name).exists()]
+    if not sets:
+        raise SystemExit(f"none of {args.sets} in {args.work}")
+    y = np.concatenate([d["y"] for d in sets]).astype(np.int64)
+    best, confidence, labels, _ = top_class(args.model, np.concatenate([d["x"] for d in sets]))
     null = len(labels) - 1
     chars = y != null
     rows = []
@@ -56,6 +62,7 @@ def main() -> None:
     f1_null, top1, threshold = max(r for r in rows if r[1] >= plain[1] - MAX_TOP1_LOSS)
     write_threshold(args.model, f"{threshold:.2f}")
     print(json.dumps({
+        "sets": [name for name in args.sets if (args.work / name).exists()],
         "calibration_images": len(y), "isnull_examples": int((~chars).sum()),
         "null_threshold": threshold,
         "calibration_isnull_f1": {"without": plain[0], "with": f1_null},
