@@ -242,13 +242,22 @@ def form_specs(split: str, pens: int, prints: int, nulls: int, seed: int) -> lis
     outside = half[len(half) // 2:] if split == "calibration" else half
     kind_split = "eval" if split == "eval" else "train"
     out: list[Spec] = []
+    def printed_in(char: str) -> int | None:
+        """A font that has the character: a random one, else the first that has it (a
+        font's glyph check renders it: done only as far as needed)."""
+        f = rng.choice(fonts)
+        if glyphs.has_glyph(*_font(f), char):
+            return f
+        return next((f for f in fonts if glyphs.has_glyph(*_font(f), char)), None)
+
     for label, char in enumerate(chars):
-        have = [f for f in fonts if glyphs.has_glyph(*_font(f), char)]
         written = pens if data.medians(char) else 0
         out += [Spec(label, "form-pen", char, 0, rng.getrandbits(48), kind_split)
                 for _ in range(written)]
-        out += [Spec(label, "form-print", char, rng.choice(have), rng.getrandbits(48),
-                     kind_split) for _ in range(prints + pens - written) if have]
+        for _ in range(prints + pens - written):
+            f = printed_in(char)
+            if f is not None:
+                out.append(Spec(label, "form-print", char, f, rng.getrandbits(48), kind_split))
     drawable = [c for c in outside if data.medians(c)]
     for _ in range(nulls):
         out.append(Spec(null, "form-blank", "", 0, rng.getrandbits(48), kind_split))
@@ -292,15 +301,17 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=6_000)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.form:
-        generate(form_specs("eval", 1, 1, 250, seed=22), args.out / "form_eval.npz",
-                 args.workers)
-        generate(form_specs("calibration", 2, 1, 250, seed=23),
-                 args.out / "form_calibration.npz", args.workers)
-        generate(form_specs("train", args.pens, args.prints, args.nulls, seed=21),
-                 args.out / "form_train.npz", args.workers)
-        replay = random.Random(24).sample(specs("train", 1, seed=1), args.replay)
-        generate(replay, args.out / "replay.npz", args.workers)
+    if args.form:  # (a set already there is kept: delete it to make it again)
+        sets = {
+            "form_eval.npz": lambda: form_specs("eval", 1, 1, 250, seed=22),
+            "form_calibration.npz": lambda: form_specs("calibration", 2, 1, 250, seed=23),
+            "form_train.npz": lambda: form_specs("train", args.pens, args.prints, args.nulls,
+                                                 seed=21),
+            "replay.npz": lambda: random.Random(24).sample(specs("train", 1, seed=1),
+                                                           args.replay)}
+        for name, make_specs in sets.items():
+            if not (args.out / name).exists():
+                generate(make_specs(), args.out / name, args.workers)
         return
     generate(specs("eval", 4, seed=2), args.out / "eval_font.npz", args.workers)
     generate(stroke_eval_specs(4, seed=3), args.out / "eval_strokes.npz", args.workers)
