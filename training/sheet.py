@@ -10,6 +10,7 @@ documentation, not training data.
 from __future__ import annotations
 
 import argparse
+import io
 import random
 from pathlib import Path
 
@@ -29,14 +30,13 @@ def main() -> None:
     n = args.columns * args.rows
     rng = random.Random(11)
     reals = [Image.open(c.path).convert("RGB") for c in rng.sample(real.unlabelled(), n)]
-    specs = [s for s in dataset.form_specs("train", 1, 1, 20, seed=99)]
+    specs = dataset.form_specs("train", 1, 1, 20, seed=99)
     picked = rng.sample([s for s in specs if s.label != 800], n * 3 // 4) + \
         rng.sample([s for s in specs if s.label == 800], n - n * 3 // 4)
     rng.shuffle(picked)
     dataset.make(picked[0])  # loads the stroke data and papers
     made = []
     for s in picked:
-        import io
         made.append(Image.open(io.BytesIO(dataset.make_form(s, random.Random(s.seed)))))
     cell_w, cell_h, gap = 108, 67, 18
     img = Image.new("RGB", (args.columns * cell_w, 2 * args.rows * cell_h + 2 * gap), "white")
@@ -49,7 +49,7 @@ def main() -> None:
         img.paste(crop, ((i % args.columns) * cell_w,
                          2 * gap + (args.rows + i // args.columns) * cell_h))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(args.out, optimize=True)
+    img.quantize(colors=128).save(args.out, optimize=True)  # a small file for the docs
     print(f"{args.out}: {args.out.stat().st_size / 1e3:.0f} kB")
 
 
