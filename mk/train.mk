@@ -53,10 +53,10 @@ $(WORK)/papers.npz: $(STAMP)
 	$(BIN)/python -m training.paper
 
 $(WORK)/form_train.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA) $(WORK)/papers.npz
-	$(BIN)/python -m training.dataset --out $(WORK) --form
+	$(BIN)/python -m training.dataset --out $(WORK) --form --workers 4 --pens 8 --prints 2 --nulls 400 --replay 5000
 
 finetune: $(WORK)/form_train.npz $(WORK)/eval_font.npz
-	$(FT) --init models/handwriting.onnx --data form_train.npz replay.npz --epochs 2 \
+	$(FT) --init models/handwriting.onnx --data form_train.npz replay.npz --epochs 3 \
 		--out $(WORK)/generated.onnx
 	$(BIN)/python -m training.calibrate --model $(WORK)/generated.onnx
 	for k in 0 1; do \
@@ -65,7 +65,7 @@ finetune: $(WORK)/form_train.npz $(WORK)/eval_font.npz
 			--out $(WORK)/pseudo_$${k}.json && \
 		$(FT) --init $(WORK)/generated.onnx --real-fold $$k --pseudo $(WORK)/pseudo_$${k}.json \
 			--data form_train.npz replay.npz --sample 8000 --epochs 1 --out $(WORK)/fold_$${k}.onnx && \
-		$(BIN)/python -m training.calibrate --model $(WORK)/fold_$${k}.onnx && \
+		$(BIN)/python -m training.calibrate --model $(WORK)/fold_$${k}.onnx --shift-on $$other && \
 		$(BIN)/python -m training.evaluate_real --model $(WORK)/fold_$${k}.onnx --fold $$k \
 			--sheet $(WORK)/fold_$${k}_errors.png --rows $(WORK)/fold_$${k}_rows.json || exit 1; \
 	done
@@ -73,4 +73,4 @@ finetune: $(WORK)/form_train.npz $(WORK)/eval_font.npz
 		--out $(WORK)/pseudo_all.json
 	$(FT) --init $(WORK)/generated.onnx --real-fold all --pseudo $(WORK)/pseudo_all.json \
 		--data form_train.npz replay.npz --sample 8000 --epochs 1 --out models/handwriting.onnx
-	$(BIN)/python -m training.calibrate --model models/handwriting.onnx
+	$(BIN)/python -m training.calibrate --model models/handwriting.onnx --shift-on all
