@@ -6,8 +6,8 @@ Held out: the font cwTeX Kai (never trained on), stroke-drawn samples from seeds
 trained on, `isnull` examples made from characters outside the training half of the
 outside pool. Answers as the function does (the `isnull` threshold from the model's
 metadata included). Prints top-1 accuracy on each and both, `isnull` precision / recall /
-F1, macro-F1 (the challenge's score), the same without the threshold, and the 20 most
-confused pairs.
+F1, macro-F1 (the challenge's score), the same without the threshold, the form crops
+held out (`form_report`) when they were generated, and the 20 most confused pairs.
 """
 
 from __future__ import annotations
@@ -58,6 +58,28 @@ def f1_scores(y: np.ndarray, p: np.ndarray, classes: int) -> tuple[np.ndarray, n
     return precision, recall, f1
 
 
+def form_report(model: Path, path: Path) -> dict[str, object]:
+    """The form crops held out (training/form.py through `form_specs("eval")`: the
+    held-out font, outside characters of the evaluation half): top-1 of the answers on the
+    800 written and printed, `isnull` precision and recall, and the recall of each
+    `isnull` kind (blank box, red seal, printed text, an outside character written)."""
+    data = np.load(path)
+    y, kinds = data["y"].astype(np.int64), data["kind"]
+    p, labels = predict(model, data["x"])
+    null = len(labels) - 1
+    chars = y != null
+    out: dict[str, object] = {"images": len(y), "top1": float((p[chars] == y[chars]).mean())}
+    for kind in ("form-pen", "form-print"):
+        k = chars & (kinds == kind)
+        out[f"top1_{kind}"] = float((p[k] == y[k]).mean()) if k.any() else None
+    answered = p == null
+    out["isnull"] = {"precision": float((y[answered] == null).mean()) if answered.any() else 0.0,
+                     "recall": float(answered[~chars].mean()), "examples": int((~chars).sum())}
+    out["isnull_recall_by_kind"] = {str(k): float(answered[~chars & (kinds == k)].mean())
+                                    for k in sorted(set(kinds[~chars]))}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "handwriting.onnx")
@@ -95,6 +117,8 @@ def main() -> None:
         "isnull": {"precision": precision[null], "recall": recall[null], "f1": f1[null]},
         "macro_f1": float(f1[present].mean())}
     results["images"] = {"font": len(sets["font"]["y"]), "strokes": len(sets["strokes"]["y"])}
+    if (args.work / "form_eval.npz").exists():
+        results["form"] = form_report(args.model, args.work / "form_eval.npz")
     confused = Counter((labels[a], labels[b]) for a, b in zip(y, p, strict=True) if a != b)
     results["most_confused"] = [f"{a} -> {b}: {n}" for (a, b), n in confused.most_common(20)]
     print(json.dumps(results, ensure_ascii=False, indent=2))

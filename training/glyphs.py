@@ -109,24 +109,45 @@ def _densify(points: list[tuple[float, float]], step: float) -> list[tuple[float
     return out
 
 
+def _smooth(points: list[tuple[float, float]], rounds: int) -> list[tuple[float, float]]:
+    """Chaikin's corner cutting: a fast hand rounds the corners of its strokes."""
+    for _ in range(rounds):
+        if len(points) < 3:
+            return points
+        out = [points[0]]
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
+            out += [(0.75 * x0 + 0.25 * x1, 0.75 * y0 + 0.25 * y1),
+                    (0.25 * x0 + 0.75 * x1, 0.25 * y0 + 0.75 * y1)]
+        points = [*out, points[-1]]
+    return points
+
+
 def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
-                   px: int = 128) -> Image.Image:
+                   px: int = 128, pen: bool = False) -> Image.Image:
     """Draw a character the way a hand would: each stroke displaced and turned a little,
     its points wobbling; the whole slanted and squashed; a brush whose width follows a
-    pressure curve (heavier at the start, lifting at the end)."""
+    pressure curve (heavier at the start, lifting at the end).
+
+    `pen`: a ballpoint written fast (the real forms): a thin line of nearly even width,
+    corners rounded, strokes moved more and often joined to the next one by the pen's
+    path between them (semi-cursive), proportions less even."""
     scale = px / 1024
-    slant = rng.uniform(-0.25, 0.25)
-    sx, sy = rng.uniform(0.8, 1.15), rng.uniform(0.85, 1.15)
+    slant = rng.uniform(-0.3, 0.3) if pen else rng.uniform(-0.25, 0.25)
+    sx, sy = (rng.uniform(0.75, 1.2), rng.uniform(0.8, 1.2)) if pen else (
+        rng.uniform(0.8, 1.15), rng.uniform(0.85, 1.15))
     turn = math.radians(rng.uniform(-6, 6))
     cos_t, sin_t = math.cos(turn), math.sin(turn)
-    width = rng.uniform(26, 80)  # brush width in the 1024 box
-    wobble = rng.uniform(3, 14)
+    width = rng.uniform(20, 44) if pen else rng.uniform(26, 80)  # in the 1024 box
+    wobble = rng.uniform(2, 8) if pen else rng.uniform(3, 14)
+    shift = rng.uniform(14, 30) if pen else 14.0
+    joins = rng.uniform(0.2, 0.8) if pen else 0.0
     img = Image.new("L", (px * 2, px * 2), 0)
     draw = ImageDraw.Draw(img)
+    last: tuple[float, float] | None = None
     for stroke in medians:
         if not stroke:
             continue
-        dx, dy = rng.gauss(0, 14), rng.gauss(0, 14)
+        dx, dy = rng.gauss(0, shift), rng.gauss(0, shift)
         cx = sum(p[0] for p in stroke) / len(stroke)
         cy = sum(p[1] for p in stroke) / len(stroke)
         a = math.radians(rng.gauss(0, 4))
@@ -138,6 +159,19 @@ def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
             x, y = (x - 512) * sx + slant * (y - 512), (y - 512) * sy
             x, y = x * cos_t - y * sin_t, x * sin_t + y * cos_t
             pts.append((x * scale + px, y * scale + px))
+        if pen:
+            pts = _smooth(pts, 2)
+            w = width * scale * rng.uniform(0.85, 1.1)
+            if last is not None and rng.random() < joins and \
+                    math.dist(last, pts[0]) < 40 * scale * 8:  # the pen not lifted
+                draw.line([last, pts[0]], fill=255, width=max(1, round(w * 0.6)))
+            last = pts[-1]
+            # a ballpoint's line: even width, a little thinner as the pen lifts (drawn as
+            # polylines, ten times faster than the brush's dabs)
+            cut = max(2, int(len(pts) * rng.uniform(0.6, 0.9)))
+            draw.line(pts[:cut], fill=255, width=max(1, round(w)), joint="curve")
+            draw.line(pts[cut - 1:], fill=255, width=max(1, round(w * 0.8)), joint="curve")
+            continue
         dense = _densify(pts, 1.5)
         press = rng.uniform(0.7, 1.2)
         taper = rng.uniform(0.3, 0.8)
