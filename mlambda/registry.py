@@ -26,6 +26,7 @@ from mlambda.errors import InvalidParameter, NotFound
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan
 from mlambda.runtime.dispatcher import VersionRef
+from mlambda.runtime.sandbox import share_tree
 from mlambda.spec import FunctionSpec, load_spec
 from mlambda.volume import ModelVersion
 
@@ -218,6 +219,8 @@ class Registry:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        for path in data_dir.glob("registry.db*"):  # the -wal and -shm files too
+            path.chmod(0o600)
         self.migrate()
         self.routes_migrated = self.migrate_routes()
 
@@ -264,6 +267,7 @@ class Registry:
                 dest = tmp / path.relative_to(source)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)
+            share_tree(tmp)  # instances (the sandbox's users) read it; nobody writes it
             os.rename(tmp, target)  # atomic: a bundle is whole or absent
         return digest, spec
 

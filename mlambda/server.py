@@ -31,9 +31,11 @@ from mlambda.gateway.throttle import Meter
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Idempotency, Registry, Route
 from mlambda.router import Router
+from mlambda.runtime import sandbox
 from mlambda.runtime.chaining import Chaining
 from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime.protocol import ModelLoaded
+from mlambda.runtime.sandbox import Limits
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
 from mlambda.volume import ModelStore
@@ -53,12 +55,13 @@ class Platform:
         self.models.sweep()
         self.new_secrets = self.bootstrap_keys()
         self.seed()
+        self.limits = self.sandbox()
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
         chaining = Chaining(self.router.resolve, lambda v, item: self.engine.submit(v, item))
         self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded,
-                                  on_invoke=chaining.on_invoke)
+                                  on_invoke=chaining.on_invoke, limits=self.limits)
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
@@ -82,6 +85,30 @@ class Platform:
                 f.write(secret + "\n")
             created[role] = secret
         return created
+
+    def sandbox(self) -> Limits:
+        """The sandbox of function code (see `runtime/sandbox.py`); as root, also the
+        data directory's permissions: bundles and volume readable by the sandbox group,
+        keys and registry root's alone."""
+        s = self.settings
+        root = sandbox.is_root()
+        limits = Limits(
+            gid=s.sandbox_uid if root else None,
+            uid_base=s.sandbox_uid if root else None,
+            lease_dir=sandbox.lease_dir() if root else "",
+            max_open_files=s.fn_max_open_files,
+            max_processes=s.fn_max_processes,
+            max_file_bytes=int(s.fn_max_file_mb * 1024 * 1024),
+        )
+        if root:
+            for change in sandbox.prepare(s.sandbox_uid, self.data,
+                                         [*sandbox.python_paths(), self.data]):
+                log.warning("sandbox: %s", change)
+        else:
+            log.warning("sandbox: not running as root, so function code runs as this user "
+                        "(uid %d) and could read the data directory; its environment and "
+                        "rlimits (but RLIMIT_NPROC) are still confined", os.getuid())
+        return limits
 
     def seed(self) -> None:
         """Deploy the seed file's functions (and put its models into the volume) that the

@@ -10,8 +10,8 @@ from typing import Any
 REPO_FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 
 
-def _meta(env: str, doc: str) -> dict[str, str]:
-    return {"env": env, "doc": doc}
+def _meta(env: str, doc: str, kind: type | None = None) -> dict[str, Any]:
+    return {"env": env, "doc": doc, "type": kind}
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,46 @@ class Settings:
         "MLAMBDA_IDEMPOTENCY_MB", "memory for answers kept for retries, at most (MB)"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
+    # -- the public surface's limits ---------------------------------------------------
+    tls_cert: Path | None = field(default=None, metadata=_meta(
+        "MLAMBDA_TLS_CERT", "PEM certificate (chain): serve HTTPS instead of HTTP", Path))
+    tls_key: Path | None = field(default=None, metadata=_meta(
+        "MLAMBDA_TLS_KEY", "PEM private key of --tls-cert", Path))
+    max_connections: int = field(default=4096, metadata=_meta(
+        "MLAMBDA_MAX_CONNECTIONS",
+        "open connections accepted at once; past it a new one gets 503 and is closed"))
+    header_timeout_s: float = field(default=10.0, metadata=_meta(
+        "MLAMBDA_HEADER_TIMEOUT_S",
+        "time a client has to send a request's line and headers (slowloris: 408, closed)"))
+    body_timeout_s: float = field(default=30.0, metadata=_meta(
+        "MLAMBDA_BODY_TIMEOUT_S", "time a client has to send a request's body (408, closed)"))
+    max_header_kb: float = field(default=16.0, metadata=_meta(
+        "MLAMBDA_MAX_HEADER_KB", "largest request line plus headers (431, closed)"))
+    max_headers: int = field(default=100, metadata=_meta(
+        "MLAMBDA_MAX_HEADERS", "most header fields in a request (431, closed)"))
+    max_bundle_mb: float = field(default=250.0, metadata=_meta(
+        "MLAMBDA_MAX_BUNDLE_MB",
+        "largest function bundle once unpacked (Lambda's limit: 250 MB); larger is refused "
+        "before anything is extracted"))
+    # -- the sandbox of function code --------------------------------------------------
+    sandbox_uid: int = field(default=990_000, metadata=_meta(
+        "MLAMBDA_SANDBOX_UID",
+        "when run as root: the sandbox group id; each template runs as one of the next "
+        "999 uids (no login, no passwd entry)"))
+    fn_max_open_files: int = field(default=1024, metadata=_meta(
+        "MLAMBDA_FN_MAX_OPEN_FILES", "RLIMIT_NOFILE of every function process"))
+    fn_max_processes: int = field(default=512, metadata=_meta(
+        "MLAMBDA_FN_MAX_PROCESSES",
+        "RLIMIT_NPROC of a function's uid: its processes and threads, all instances together"))
+    fn_max_file_mb: float = field(default=1024.0, metadata=_meta(
+        "MLAMBDA_FN_MAX_FILE_MB", "RLIMIT_FSIZE: largest file a function may write"))
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Defaults, then environment variables, then explicit (CLI) overrides."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            convert: Any = type(f.default)
+            convert: Any = f.metadata["type"] or type(f.default)
             raw = os.environ.get(f.metadata["env"])
             if raw is not None:
                 values[f.name] = convert(raw)
@@ -52,3 +85,11 @@ class Settings:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_header_bytes(self) -> int:
+        return int(self.max_header_kb * 1024)
+
+    @property
+    def max_bundle_bytes(self) -> int:
+        return int(self.max_bundle_mb * 1024 * 1024)

@@ -190,6 +190,7 @@ class ModelStore:
             tmp.unlink()
         else:
             final_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o644)  # every instance reads it, whatever the gateway's umask
             os.rename(tmp, final)
             _fsync_dir(final_dir)
         return ModelVersion(name, actual, filename, size)

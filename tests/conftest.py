@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,10 +97,29 @@ class Server:
             raise
 
 
+DATA_ROOTS: list[Path] = []
+
+
+def data_dir() -> Path:
+    """A fresh data directory outside pytest's temporary tree: a new pytest session (of
+    anyone on the machine) resets that tree's modes to 0700, which would cut the
+    sandboxed instances of a running server off from its bundles."""
+    root = Path(tempfile.mkdtemp(prefix="mlambda-test-"))
+    DATA_ROOTS.append(root)
+    return root / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_data_dirs() -> Iterator[None]:
+    yield
+    for root in DATA_ROOTS:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None = None,
                  data: Path | None = None) -> Server:
     port = free_port()
-    data = data or tmp / "data"
+    data = data or data_dir()
     log_path = tmp / f"server-{port}.log"
     full_env = {**os.environ, "MLAMBDA_LOG_LEVEL": "warning", **(env or {})}
     with open(log_path, "a") as log_file:  # the child keeps its own descriptor
@@ -121,6 +142,16 @@ def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None =
     server.admin_key = (data / "admin.key").read_text().strip()
     server.invoke_key = (data / "invoke.key").read_text().strip()
     return server
+
+
+@pytest.fixture()
+def scratch() -> Iterator[Path]:
+    """A directory function code may write to: functions run sandboxed, as a user of
+    their own that can write only below /tmp."""
+    path = Path(tempfile.mkdtemp(prefix="mlambda-scratch-", dir="/tmp"))
+    path.chmod(0o1777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

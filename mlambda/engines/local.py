@@ -11,6 +11,7 @@ from collections.abc import Callable
 from mlambda.engines.base import Engine
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Dispatcher, InvokeHandler, Outcome, VersionRef
+from mlambda.runtime.sandbox import Limits
 from mlambda.runtime.supervisor import RuntimeSocket
 
 MEMORY_CHECK_S = 0.1
@@ -20,13 +21,19 @@ class LocalEngine(Engine):
     def __init__(self, volume: str,
                  on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
                  on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
-                 on_invoke: InvokeHandler | None = None) -> None:
+                 on_invoke: InvokeHandler | None = None,
+                 limits: Limits | None = None) -> None:
         self.volume = volume
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.on_invoke = on_invoke  # chained calls from instances (runtime/chaining.py)
+        self.limits = limits
         self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
-        self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"))
+        group = limits.gid if limits is not None else None
+        if group is not None:  # ... and the sandbox group, whose instances connect here
+            os.chown(self.rundir, -1, group)
+            os.chmod(self.rundir, 0o710)
+        self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"), group)
         self.dispatchers: dict[str, Dispatcher] = {}
         self.monitor: asyncio.Task[None] | None = None
 
@@ -44,6 +51,7 @@ class LocalEngine(Engine):
             token=token,
             gateway_pid=os.getpid(),
             volume=self.volume,
+            limits=self.limits,
         )
 
     def dispatcher(self, version: VersionRef) -> Dispatcher:

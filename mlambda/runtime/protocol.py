@@ -12,6 +12,7 @@ import struct
 import msgspec
 
 from mlambda.errors import ErrorInfo
+from mlambda.runtime.sandbox import Limits
 from mlambda.spec import FunctionSpec
 
 HEADER = struct.Struct(">I")
@@ -205,6 +206,7 @@ class TemplateConfig(msgspec.Struct, frozen=True):
     token: str
     gateway_pid: int
     volume: str
+    limits: Limits | None = None  # the sandbox (None: run as the gateway runs)
 
 
 CONFIG_ENV = "MLAMBDA_TEMPLATE_CONFIG"

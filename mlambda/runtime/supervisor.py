@@ -13,6 +13,7 @@ import sys
 from typing import Protocol
 
 from mlambda.runtime import protocol as p
+from mlambda.runtime import sandbox
 
 log = logging.getLogger("mlambda.runtime")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
@@ -74,15 +75,20 @@ class Connection(asyncio.Protocol):
 class RuntimeSocket:
     """A Unix socket in a private (0700) directory; connections are claimed by identity."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, group: int | None = None) -> None:
         self.path = path
+        self.group = group  # the sandbox group: instances connect as its users
         self.expected: dict[tuple[str, str], Owner] = {}
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_unix_server(lambda: Connection(self), self.path)
-        os.chmod(self.path, 0o600)
+        if self.group is None:
+            os.chmod(self.path, 0o600)
+        else:
+            os.chown(self.path, -1, self.group)
+            os.chmod(self.path, 0o660)
 
     def expect(self, role: str, ident: str, owner: Owner) -> None:
         self.expected[(role, ident)] = owner
@@ -115,8 +121,7 @@ class RuntimeSocket:
 async def spawn_template(config: p.TemplateConfig) -> asyncio.subprocess.Process:
     """Start a version's template process (from the event loop's thread, so that its
     parent-death signal is tied to the gateway's main thread)."""
-    env = dict(os.environ)
-    env[p.CONFIG_ENV] = p.encode_config(config)
+    env = sandbox.spawn_env({p.CONFIG_ENV: p.encode_config(config)})
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "mlambda.runtime.zygote",
         env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True,

@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from mlambda.errors import RUNTIME_TEMPLATE, function_error
 from mlambda.runtime import protocol as p
+from mlambda.runtime import sandbox
 from mlambda.runtime.instance import Instance
 
 PR_SET_PDEATHSIG = 1
@@ -54,6 +55,7 @@ class Template:
         self.children: set[int] = set()
         self.wake_r, self.wake_w = socket.socketpair()
         self.selector = selectors.DefaultSelector()
+        self.uid: int | None = None
 
     def send(self, msg: p.Msg) -> None:
         self.sock.sendall(p.encode(msg))
@@ -62,6 +64,13 @@ class Template:
         cfg = self.config
         self.sock.connect(cfg.socket_path)
         self.send(p.Hello("template", cfg.token, os.getpid()))
+        # Nothing of the function has run yet: enter the sandbox before `preload`.
+        if cfg.limits is not None:
+            try:
+                self.uid = sandbox.enter(cfg.limits, cfg.gateway_pid, cfg.bundle)
+            except (OSError, sandbox.SandboxError) as exc:
+                self.fail(f"could not enter the sandbox: {exc}", ())
+        os.environ.update(sandbox.function_env(cfg.bundle))
         for key, value in SINGLE_THREADED.items():
             os.environ.setdefault(key, value)
         os.environ.update(cfg.spec.env)
@@ -120,17 +129,33 @@ class Template:
                 return
             if pid == 0:
                 return
+            if pid not in self.children:
+                continue  # an orphan of an instance, adopted (subreaper) and killed
             self.children.discard(pid)
             if os.WIFSIGNALED(status):
                 self.send(p.Exited(pid, None, os.WTERMSIG(status)))
             else:
                 self.send(p.Exited(pid, os.waitstatus_to_exitcode(status), None))
+            self.kill_strays()
+
+    def kill_strays(self) -> None:
+        """What an instance left running when it ended came back to us: kill it."""
+        for pid in sandbox.stray_children(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def fork(self, instance_id: str) -> None:
         if thread_count() != 1:
             self.fail("the template started a thread; it can no longer fork safely", ())
         template_pid = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # e.g. the function's processes are at RLIMIT_NPROC
+            print(f"mlambda template: cannot fork instance {instance_id}: {exc}",
+                  file=sys.stderr, flush=True)
+            return
         if pid == 0:
             self.become_instance(instance_id, template_pid)
         self.children.add(pid)
@@ -156,6 +181,8 @@ class Template:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.uid is not None and self.uid != 0 and os.getuid() == self.uid:
+            os.kill(-1, signal.SIGKILL)  # every process of the sandbox's own uid, but us
         os._exit(0)
 
 

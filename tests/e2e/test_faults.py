@@ -86,8 +86,8 @@ def test_import_error_is_502_and_other_functions_keep_serving(server: Server) ->
     healthy(server)
 
 
-def test_crash_is_retried_once_when_the_function_allows(server: Server, tmp_path: Path) -> None:
-    marker = tmp_path / "crashed-once"
+def test_crash_is_retried_once_when_the_function_allows(server: Server, scratch: Path) -> None:
+    marker = scratch / "crashed-once"
     status, body = call(server, "/flaky", {"marker": str(marker)})
     assert status == 200, body
     assert marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import httpx
 
@@ -163,10 +164,10 @@ def test_proxy_function_sees_the_http_request_and_sets_the_status(server: Server
         assert r.json()["errorType"] == "Runtime.InvalidProxyResponse"
 
 
-def test_event_invocations_run(server: Server, tmp_path_factory: object) -> None:
+def test_event_invocations_run(server: Server, scratch: Path) -> None:
     # an async (Event) invocation runs even though nobody waits for it
     with server.client() as c:
-        marker = server.data / "event-ran"
+        marker = scratch / "event-ran"
         r = c.post(INVOKE.format("flaky"), json={"marker": str(marker)},
                    headers={"X-Amz-Invocation-Type": "Event"})
         assert r.status_code == 202

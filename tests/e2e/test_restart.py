@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import assert_all_gone, start_server
+from tests.conftest import assert_all_gone, data_dir, start_server
 
 
 def cli(server_url: str, key: str, *args: str) -> str:
@@ -21,7 +21,7 @@ def cli(server_url: str, key: str, *args: str) -> str:
 
 
 def test_kill_9_and_restart_keep_everything(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = data_dir()
     server = start_server(tmp_path, data=data)
     fn = tmp_path / "hello"
     fn.mkdir()
