@@ -42,11 +42,18 @@ def up(
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data: Annotated[Path | None, typer.Option(help="data directory (MLAMBDA_DATA)")] = None,
     seed: Annotated[Path | None, typer.Option(help="seed file of functions and routes")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="PEM certificate: serve HTTPS (MLAMBDA_TLS_CERT)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        help="PEM private key of --tls-cert (MLAMBDA_TLS_KEY)")] = None,
+    max_connections: Annotated[int | None, typer.Option(
+        help="open connections at once; past it 503 (MLAMBDA_MAX_CONNECTIONS)")] = None,
 ) -> None:
     """Start the platform in the foreground; ready when GET /healthz answers 200."""
     from mlambda.server import run
 
-    run(Settings.load(host=host, port=port, data=data, seed=seed))
+    run(Settings.load(host=host, port=port, data=data, seed=seed, tls_cert=tls_cert,
+                      tls_key=tls_key, max_connections=max_connections))
 
 
 def _key(role: str) -> str:

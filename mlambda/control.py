@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import tarfile
 import tempfile
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mlambda.engines.base import Engine
-from mlambda.errors import BadRequest, Conflict, InvalidParameter, NotFound
+from mlambda.errors import BadRequest, Conflict, InvalidParameter, NotFound, PayloadTooLarge
 from mlambda.gateway.throttle import Meter
 from mlambda.keys import (
     ACTIVE,
@@ -47,12 +48,15 @@ from mlambda.volume import ModelStore, ModelVersion
 
 log = logging.getLogger("mlambda.control")
 MAX_BUNDLE_FILES = 10_000
+ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 RETIRE_TIMEOUT_S = 30.0
 
 
 class ControlPlane:
     def __init__(self, registry: Registry, router: Router, engine: Engine,
-                 models: ModelStore, keyring: KeyRing, meter: Meter) -> None:
+                 models: ModelStore, keyring: KeyRing, meter: Meter,
+                 max_bundle_bytes: int = 250 * 1024 * 1024) -> None:
+        self.max_bundle_bytes = max_bundle_bytes
         self.registry = registry
         self.router = router
         self.engine = engine
@@ -70,10 +74,9 @@ class ControlPlane:
             root = Path(tmp)
             try:
                 with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-                    members = tar.getmembers()
-                    if len(members) > MAX_BUNDLE_FILES:
-                        raise BadRequest(f"bundle: more than {MAX_BUNDLE_FILES} files")
-                    tar.extractall(root, filter="data")  # refuses absolute paths, .., devices
+                    members = self.bundle_members(tar)
+                    # the data filter refuses absolute paths, '..', links out, devices
+                    tar.extractall(root, members=members, filter="data")
             except (tarfile.TarError, OSError, EOFError) as exc:
                 raise BadRequest(f"bundle: not a readable .tar.gz: {exc}") from None
             bundle = root
@@ -86,6 +89,23 @@ class ControlPlane:
         self.retire_unreferenced()
         return version
 
+    def bundle_members(self, tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+        """The archive's entries, header by header, refusing it as soon as it holds too
+        many files or unpacks past `max_bundle_bytes` (a gzip bomb): before anything is
+        extracted, and without inflating more than that limit."""
+        members: list[tarfile.TarInfo] = []
+        size = 0
+        for member in tar:
+            members.append(member)
+            size += member.size
+            if len(members) > MAX_BUNDLE_FILES:
+                raise BadRequest(f"bundle: more than {MAX_BUNDLE_FILES} files")
+            if size > self.max_bundle_bytes:
+                raise PayloadTooLarge(
+                    f"bundle: unpacks to more than {self.max_bundle_bytes} bytes (the limit); "
+                    "refused, nothing was extracted")
+        return members
+
     def publish(self, function: str) -> VersionRef:
         version = self.registry.publish(function)
         self.router.reload()
@@ -95,8 +115,10 @@ class ControlPlane:
 
     async def set_alias(self, function: str, name: str, version: str,
                         extra: tuple[str, float] | None = None) -> Alias:
-        if not name or name == LATEST or name.isdigit():
-            raise InvalidParameter(f"alias name {name!r}: must not be empty, $LATEST or a number")
+        if not ALIAS.match(name) or name.isdigit():
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise InvalidParameter(f"alias name {shown!r}: expected 1-128 letters, digits, '-' "
+                                   "or '_', not a number and not $LATEST")
         if extra is not None:
             extra_version, weight = extra
             if not 0.0 <= weight <= 1.0:

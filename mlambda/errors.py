@@ -85,6 +85,20 @@ class PayloadTooLarge(MlambdaError):
     kind = "request"
 
 
+class RequestTimeout(MlambdaError):
+    """The client did not send its request's headers or body in time (slowloris)."""
+
+    error_type = "RequestTimeoutException"
+    status = 408
+    kind = "request"
+
+
+class HeadersTooLarge(MlambdaError):
+    error_type = "RequestHeaderFieldsTooLargeException"
+    status = 431
+    kind = "request"
+
+
 class TooManyRequests(MlambdaError):
     """Throttled: a full queue, or a key over its usage plan's rate. `retry_after` (s)
     becomes a Retry-After header; `limits` are the key's RateLimit-* headers."""
@@ -134,6 +148,20 @@ class ChainDeadlock(MlambdaError):
     status = 429
 
 
+class Internal(MlambdaError):
+    """A bug of the platform's: logged with its traceback; the client gets this."""
+
+    error_type = "ServiceException"
+    status = 500
+
+
+class Overloaded(MlambdaError):
+    """Every connection slot is taken: come back later."""
+
+    error_type = "ServiceUnavailableException"
+    status = 503
+
+
 class InvalidSpec(MlambdaError):
     """A function bundle whose `function.toml` is wrong: names the file, field and expectation."""
 
@@ -158,8 +186,8 @@ _SERVICE_STATUS = {
     cls.error_type: cls.status
     for cls in (
         BadRequest, InvalidParameter, Unauthorized, Forbidden, NotFound, Conflict,
-        PayloadTooLarge, TooManyRequests, LimitExceeded, ShuttingDown, InvalidSpec,
-        RecursionStopped, ChainDeadlock,
+        PayloadTooLarge, RequestTimeout, HeadersTooLarge, TooManyRequests, LimitExceeded,
+        ShuttingDown, Overloaded, Internal, InvalidSpec, RecursionStopped, ChainDeadlock,
     )
 }
 

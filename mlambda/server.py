@@ -27,6 +27,8 @@ from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
 from mlambda.gateway.app import Gateway
+from mlambda.gateway.connection import Limits as HttpLimits
+from mlambda.gateway.connection import protocol_class
 from mlambda.gateway.throttle import Meter
 from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Idempotency, Registry, Route
@@ -63,7 +65,8 @@ class Platform:
         self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded,
                                   on_invoke=chaining.on_invoke, limits=self.limits)
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
-                                    self.keyring, self.meter)
+                                    self.keyring, self.meter,
+                                    max_bundle_bytes=settings.max_bundle_bytes)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
                                build_admin(self), self.start, self.stop)
         self.flusher: asyncio.Task[None] | None = None
@@ -198,7 +201,8 @@ class Platform:
     async def start(self) -> None:
         await self.engine.start()
         self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
-        url = f"http://{self.settings.host}:{self.settings.port}"
+        scheme = "https" if self.settings.tls_cert is not None else "http"
+        url = f"{scheme}://{self.settings.host}:{self.settings.port}"
         print(f"mlambda: starting on {url} (data: {self.data})", flush=True)
         if self.new_secrets:
             print("mlambda: first start; these keys are shown once and kept (0600) in "
@@ -282,17 +286,28 @@ def seed_route(spec: Any, function: str, alias: str, seed: Path) -> Route:
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SystemExit("mlambda up: --tls-cert and --tls-key go together: give both or neither")
     platform = Platform(settings)
+    limits = HttpLimits(
+        max_connections=settings.max_connections,
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+    )
     config = uvicorn.Config(
         platform.gateway,
         host=settings.host,
         port=settings.port,
         loop="asyncio",
-        http="httptools",
+        http=protocol_class(limits),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_s),
         backlog=4096,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )
     uvicorn.Server(config).run()

@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from mlambda.errors import InvalidSpec
+from mlambda.errors import InvalidParameter, InvalidSpec
 
 SPEC_FILE = "function.toml"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -60,6 +60,21 @@ class FunctionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.scaling.template_ttl_s is not None:
             return self.scaling.template_ttl_s
         return max(60.0, 4 * self.scaling.idle_ttl_s)
+
+
+QUALIFIER = re.compile(r"^[A-Za-z0-9$_-]{1,128}$")
+
+
+def check_name(field: str, name: str, qualifier: bool = False) -> None:
+    """A function name (or a version/alias qualifier) from a request: letters, digits,
+    '-' and '_' only, so that no name can carry a path, a NUL or a megabyte."""
+    if qualifier:
+        ok, expected = QUALIFIER.match(name), "1-128 letters, digits, '$', '-' or '_'"
+    else:
+        ok, expected = _NAME.match(name), "1-64 letters, digits, '-' or '_'"
+    if not ok:
+        shown = name if len(name) <= 80 else name[:80] + "..."
+        raise InvalidParameter(f"{field}: expected {expected}, got {shown!r}")
 
 
 def _check(spec: FunctionSpec) -> list[tuple[str, str]]:

@@ -128,13 +128,15 @@ def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None =
              str(data), "--seed", str(seed)],
             stdout=log_file, stderr=subprocess.STDOUT, env=full_env, text=True, cwd=tmp,
         )
-    server = Server(proc, f"http://127.0.0.1:{port}", data, log_path)
+    scheme = "https" if "MLAMBDA_TLS_CERT" in full_env else "http"
+    server = Server(proc, f"{scheme}://127.0.0.1:{port}", data, log_path)
 
     def healthy() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}:\n{server.log()}")
-        try:
-            return httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200
+        try:  # readiness only: the TLS test checks the certificate itself
+            return httpx.get(f"{server.url}/healthz", timeout=1,
+                             verify=False).status_code == 200
         except httpx.HTTPError:
             return False
 

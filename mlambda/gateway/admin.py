@@ -11,8 +11,9 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlambda.errors import InvalidParameter, MlambdaError, PayloadTooLarge
+from mlambda.errors import InvalidParameter, MlambdaError, NotFound, PayloadTooLarge
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
 from mlambda.registry import MAX_FIELD_NAME, MAX_MATCH, MAX_TTL_S, Idempotency, ModelRecord, Route
@@ -151,6 +152,16 @@ def build_admin(platform: Platform) -> FastAPI:
     async def on_error(request: Request, exc: MlambdaError) -> JSONResponse:
         return JSONResponse({"errorType": exc.error_type, "errorMessage": exc.message},
                             status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own answers (no such path, method not allowed): our error shape
+        error_type = {404: NotFound.error_type, 405: "MethodNotAllowedException"}.get(
+            exc.status_code, InvalidParameter.error_type)
+        message = (f"no admin API route for {request.method} {request.url.path}"
+                   if exc.status_code in (404, 405) else str(exc.detail))
+        return JSONResponse({"errorType": error_type, "errorMessage": message},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

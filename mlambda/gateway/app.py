@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from mlambda.engines.base import Engine
 from mlambda.errors import (
     Forbidden,
+    Internal,
     MlambdaError,
     NotFound,
     ShuttingDown,
@@ -37,6 +39,7 @@ from mlambda.gateway.http import (
     read_body,
     respond,
     respond_error,
+    with_security_headers,
 )
 from mlambda.gateway.idempotency import Answer, IdempotencyStore, Role, Slot, identify
 from mlambda.gateway.throttle import NO_HEADERS, Headers, Meter
@@ -48,17 +51,21 @@ from mlambda.runtime.protocol import Item, ProxyMeta
 from mlambda.settings import Settings
 
 Lifespan = Callable[[], Awaitable[None]]
+log = logging.getLogger("mlambda.gateway")
 
 
 class Gateway:
     def __init__(self, settings: Settings, router: Router, keyring: KeyRing, meter: Meter,
-                 engine: Engine, admin: ASGIApp, startup: Lifespan, shutdown: Lifespan) -> None:
+                 engine: Engine, admin: ASGIApp, startup: Lifespan, shutdown: Lifespan,
+                 dashboard: ASGIApp | None = None) -> None:
         self.settings = settings
         self.router = router
         self.keyring = keyring
         self.meter = meter
         self.engine = engine
         self.admin = admin
+        # whatever serves /dashboard (even its 404) sends the security headers
+        self.dashboard = with_security_headers(dashboard or self.not_found)
         self.startup = startup
         self.shutdown = shutdown
         self.idempotency = IdempotencyStore(settings.idempotency_entries,
@@ -97,6 +104,12 @@ class Gateway:
                 await self.http(scope, receive, send)
             except ClientGone:
                 pass
+            except Exception as exc:  # a bug of ours: say so in JSON, log it, keep serving
+                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+                try:
+                    await respond_error(send, Internal(f"internal error ({type(exc).__name__})"))
+                except RuntimeError:  # the response had started: uvicorn closes it
+                    pass
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -114,8 +127,14 @@ class Gateway:
             await respond(send, 200, b'{"status":"ok"}')
         elif path.startswith("/admin/"):
             await self.admin(scope, receive, send)
+        elif path == "/dashboard" or path.startswith("/dashboard/"):
+            await self.dashboard(scope, receive, send)
         else:
-            await respond_error(send, NotFound(f"no route for {scope['method']} {path}"))
+            await self.not_found(scope, receive, send)
+
+    @staticmethod
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        await respond_error(send, NotFound(f"no route for {scope['method']} {scope['path']}"))
 
     async def invoke_route(self, route: Route, scope: Scope, receive: Receive,
                            send: Send) -> None:

@@ -13,6 +13,7 @@ from mlambda.errors import ErrorInfo, InvalidParameter, MlambdaError, TooManyReq
 from mlambda.gateway.http import Receive, Scope, Send, encode_json, header, read_body, respond
 from mlambda.gateway.throttle import NO_HEADERS, Headers
 from mlambda.runtime.protocol import Item
+from mlambda.spec import check_name
 from mlambda.telemetry.logs import invocation_log
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def parse_target(scope: Scope) -> tuple[str, str | None]:
                 f"The derived qualifier from the function name ({qualifier}) does not match "
                 f"the specified qualifier ({q})")
         qualifier = q
-    if not name:
-        raise InvalidParameter("FunctionName: must not be empty")
+    check_name("FunctionName", name)
+    if qualifier is not None:
+        check_name("Qualifier", qualifier, qualifier=True)
     return name, qualifier
 
 
