@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from tests.conftest import Server
 from tests.fuzz.conftest import FUZZ, TIMEOUT_S, check_answer, still_serving
 
+SCALARS = (st.none() | st.booleans() | st.integers() | st.text(max_size=30)
+           | st.floats(allow_nan=False, allow_infinity=False))
 JSONS = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    SCALARS,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
                                                                 max_size=5),
     max_leaves=20,
