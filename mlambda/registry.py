@@ -7,6 +7,7 @@ never changed once stored.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import os
@@ -267,6 +268,8 @@ class Registry:
                 dest = tmp / path.relative_to(source)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)
+            # compiled now: instances cannot write __pycache__ into it (cold starts)
+            compileall.compile_dir(tmp, ddir=str(target), quiet=2, workers=1)
             share_tree(tmp)  # instances (the sandbox's users) read it; nobody writes it
             os.rename(tmp, target)  # atomic: a bundle is whole or absent
         return digest, spec

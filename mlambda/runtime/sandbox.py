@@ -213,10 +213,12 @@ def prepare(gid: int, data: Path, needed: list[Path]) -> list[str]:
     the registry, and make sure the group can reach every directory in `needed` (the
     Python installation, the data directory). Returns what it changed, to be logged."""
     changed: list[str] = []
+    tops = (data, data / "bundles", data / "volume")
+    for d in tops:
+        d.mkdir(parents=True, exist_ok=True)
     for tree in [*(data / "bundles").iterdir(), data / "volume"]:
         share_tree(tree)
-    for d in (data, data / "bundles", data / "volume"):
-        d.mkdir(parents=True, exist_ok=True)
+    for d in tops:
         os.chown(d, 0, gid)
         d.chmod(0o750)
     for secret in [*data.glob("*.key"), *data.glob("registry.db*")]:
