@@ -7,7 +7,10 @@
 For each: `fork->ready` (what the dispatcher waits for before it can hand work over) and
 `first call` (submit -> answer, what the client sees on top of the handler's own time).
 
-    .venv/bin/python bench/cold_start.py [--runs 30]
+    .venv/bin/python bench/cold_start.py [--runs 30] [--sandbox]
+
+`--sandbox` (as root): instances run as `mlambda up` runs them, in the sandbox (a uid of
+their own, rlimits, a clean environment): compare it with a run without.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pathlib import Path
 
 from mlambda.engines.local import LocalEngine
 from mlambda.runtime.dispatcher import VersionRef
+from mlambda.runtime import sandbox
 from mlambda.runtime.protocol import Item
+from mlambda.settings import Settings
 from mlambda.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,10 +39,24 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def measure(name: str, runs: int, keep_template: bool) -> dict[str, float]:
+def sandbox_limits(volume: Path) -> sandbox.Limits:
+    """The limits `mlambda up` gives instances, with what they read made searchable."""
+    s = Settings.load()
+    for path in [*sandbox.python_paths(), ROOT, volume]:
+        for ancestor in [*reversed(path.parents), path]:
+            sandbox.grant_traverse(ancestor, s.sandbox_uid)
+    return sandbox.Limits(gid=s.sandbox_uid, uid_base=s.sandbox_uid,
+                          lease_dir=sandbox.lease_dir(), max_open_files=s.fn_max_open_files,
+                          max_processes=s.fn_max_processes,
+                          max_file_bytes=int(s.fn_max_file_mb * 1024 * 1024))
+
+
+async def measure(name: str, runs: int, keep_template: bool,
+                  sandboxed: bool) -> dict[str, float]:
     bundle = BUNDLES[name]
     version = VersionRef(name, "1", str(bundle), load_spec(bundle))
-    engine = LocalEngine(tempfile.mkdtemp(prefix="mlambda-bench-vol-"))
+    volume = Path(tempfile.mkdtemp(prefix="mlambda-bench-vol-"))
+    engine = LocalEngine(str(volume), limits=sandbox_limits(volume) if sandboxed else None)
     await engine.start()
     d = engine.dispatcher(version)
     first_calls: list[float] = []
@@ -65,11 +84,15 @@ async def measure(name: str, runs: int, keep_template: bool) -> dict[str, float]
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--sandbox", action="store_true",
+                        help="run instances sandboxed, as `mlambda up` does as root")
     args = parser.parse_args()
+    if args.sandbox and not sandbox.is_root():
+        parser.error("--sandbox needs root (a uid of their own for the instances)")
     results = {}
     for name in BUNDLES:
         for keep, label in ((True, "from template"), (False, "from nothing")):
-            results[f"{name} {label}"] = await measure(name, args.runs, keep)
+            results[f"{name} {label}"] = await measure(name, args.runs, keep, args.sandbox)
     print(json.dumps(results, indent=2))
     print("\n| function, start | fork->ready p50 | p99 | first call p50 | p99 |")
     print("|---|---|---|---|---|")

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import resource
 import shutil
 import sqlite3
 import sys
@@ -283,11 +284,24 @@ def seed_route(spec: Any, function: str, alias: str, seed: Path) -> Route:
     return Route(method, route_path, function, alias, idempotency)
 
 
+def raise_open_files(wanted: int) -> None:
+    """Let the gateway hold `max_connections` connections: raise its soft RLIMIT_NOFILE
+    (up to the hard limit) when it is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        log.warning("open files are limited to %d: fewer than the %d that max_connections "
+                    "needs", target, wanted)
+
+
 def run(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise SystemExit("mlambda up: --tls-cert and --tls-key go together: give both or neither")
+    raise_open_files(settings.max_connections + 1024)  # + instances, templates, files
     platform = Platform(settings)
     limits = HttpLimits(
         max_connections=settings.max_connections,

@@ -149,7 +149,8 @@ def set_limits(limits: Limits, own_uid: bool) -> None:
 
 
 def user_pids(uid: int) -> list[int]:
-    """Every process whose real uid is `uid` (from /proc/<pid>/status)."""
+    """Every live process whose real uid is `uid` (from /proc/<pid>/status); zombies are
+    dead already and only wait for their parent."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -157,6 +158,8 @@ def user_pids(uid: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/status", "rb") as f:
                 for line in f:
+                    if line.startswith(b"State:") and line.split()[1] in (b"Z", b"X"):
+                        break
                     if line.startswith(b"Uid:"):
                         if int(line.split()[1]) == uid:
                             pids.append(int(entry))

@@ -9,6 +9,8 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import struct
 import sys
 from typing import Protocol
 
@@ -17,6 +19,11 @@ from mlambda.runtime import sandbox
 
 log = logging.getLogger("mlambda.runtime")
 PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+HELLO_TIMEOUT_S = 10.0  # a process that connects must say who it is within this
+# Connections of one sandbox uid that have not said who they are yet: more than all the
+# instances of a function (at most 256) can open at once, few enough to be harmless.
+MAX_UNCLAIMED_PER_USER = 300
+PEERCRED = struct.Struct("3i")  # pid, uid, gid
 
 
 class Owner(Protocol):
@@ -27,9 +34,18 @@ class Owner(Protocol):
     def on_close(self, conn: Connection) -> None: ...
 
 
+def peer_uid(transport: asyncio.BaseTransport) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    sock = transport.get_extra_info("socket")
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size)
+    return int(PEERCRED.unpack(creds)[1])
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, server: RuntimeSocket) -> None:
         self.server = server
+        self.peer_uid = -1
+        self.hello_deadline: asyncio.TimerHandle | None = None
         self.reader = p.FrameReader()
         self.transport: asyncio.Transport | None = None
         self.owner: Owner | None = None
@@ -38,6 +54,14 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Sandboxed function code can connect here too (it shares the socket's group):
+        # a connection must say who it is in time, and one user may hold only a few
+        # that have not, so that none can tie up the gateway's descriptors.
+        self.peer_uid = peer_uid(transport)
+        if not self.server.admit(self):
+            self.close()
+            return
+        self.hello_deadline = asyncio.get_running_loop().call_later(HELLO_TIMEOUT_S, self.close)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -54,6 +78,7 @@ class Connection(asyncio.Protocol):
                 if self.owner is None:
                     self.close()
                     return
+                self.server.claimed(self)
             else:
                 self.close()
                 return
@@ -62,6 +87,8 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.owner is not None:
             self.owner.on_close(self)
+        else:
+            self.server.claimed(self)
 
     def send(self, msg: p.Msg) -> None:
         if self.transport is not None and not self.closed:
@@ -79,6 +106,7 @@ class RuntimeSocket:
         self.path = path
         self.group = group  # the sandbox group: instances connect as its users
         self.expected: dict[tuple[str, str], Owner] = {}
+        self.unclaimed: dict[int, set[Connection]] = {}  # peer uid -> not yet said hello
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -89,6 +117,28 @@ class RuntimeSocket:
         else:
             os.chown(self.path, -1, self.group)
             os.chmod(self.path, 0o660)
+
+    def admit(self, conn: Connection) -> bool:
+        if conn.peer_uid in (0, os.getuid()):  # the gateway's own (templates before the drop)
+            return True
+        waiting = self.unclaimed.setdefault(conn.peer_uid, set())
+        if len(waiting) >= MAX_UNCLAIMED_PER_USER:
+            log.warning("runtime socket: uid %d holds %d connections that said nothing; "
+                        "refusing another", conn.peer_uid, len(waiting))
+            return False
+        waiting.add(conn)
+        return True
+
+    def claimed(self, conn: Connection) -> None:
+        """`conn` said who it is, or went away: it no longer counts against its user."""
+        if conn.hello_deadline is not None:
+            conn.hello_deadline.cancel()
+            conn.hello_deadline = None
+        waiting = self.unclaimed.get(conn.peer_uid)
+        if waiting is not None:
+            waiting.discard(conn)
+            if not waiting:
+                del self.unclaimed[conn.peer_uid]
 
     def expect(self, role: str, ident: str, owner: Owner) -> None:
         self.expected[(role, ident)] = owner

@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+from mlambda.runtime.supervisor import MAX_UNCLAIMED_PER_USER
 from mlambda.settings import Settings
 from tests.conftest import Server, start_server, wait_for
 
@@ -82,7 +83,11 @@ def test_data_directory_modes(server: Server) -> None:
     for secret in ("admin.key", "invoke.key", "registry.db"):
         assert mode(server.data / secret) == 0o600 and (server.data / secret).stat().st_uid == 0
     bundle = next((server.data / "bundles").iterdir())
-    assert mode(bundle) == 0o755 and all(mode(f) == 0o644 for f in bundle.iterdir())
+    assert mode(bundle) == 0o755
+    files = [f for f in bundle.rglob("*") if f.is_file()]
+    assert files and all(mode(f) == 0o644 for f in files)
+    # compiled when stored: instances cannot write __pycache__ there themselves
+    assert list(bundle.glob("__pycache__/*.pyc"))
 
 
 def test_what_an_instance_leaves_running_dies_with_it(server: Server) -> None:
@@ -94,6 +99,14 @@ def test_what_an_instance_leaves_running_dies_with_it(server: Server) -> None:
              psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE, 10,
              "the orphan to be killed")
     assert "pid" in call(server, {"do": "ping"})
+
+
+def test_a_function_cannot_tie_up_the_runtime_socket(server: Server) -> None:
+    got = call(server, {"do": "flood", "count": MAX_UNCLAIMED_PER_USER + 50})
+    assert got["opened"] >= MAX_UNCLAIMED_PER_USER + 50  # it can reach the socket ...
+    assert got["refused"] >= 50  # ... but past its share the gateway hangs up at once
+    with server.client() as c:
+        assert c.post("/echo", json={"after": "flood"}).json() == {"after": "flood"}
 
 
 def test_stopping_the_platform_leaves_no_sandbox_process(tmp_path: Path) -> None:

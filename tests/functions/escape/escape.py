@@ -1,9 +1,11 @@
 """A hostile function: each attempt to reach the platform's secrets or state, or to hurt
 the machine, and the error it got (None: the attempt worked)."""
 
+import glob
 import os
 import resource
 import signal
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -89,8 +91,38 @@ def leave_orphan() -> int:
     return grandchild
 
 
+def flood_runtime_socket(count: int) -> dict[str, int]:
+    """Open `count` connections to each runtime socket it can reach and say nothing: how
+    many the gateway closed at once."""
+    opened = refused = 0
+    for path in glob.glob("/tmp/mlambda-*/runtime.sock"):
+        conns = []
+        try:
+            for _ in range(count):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(path)
+                conns.append(s)
+        except OSError:
+            for s in conns:
+                s.close()
+            continue  # another server's socket, not ours to reach
+        opened += len(conns)
+        time.sleep(0.5)
+        for s in conns:
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    refused += 1
+            except BlockingIOError:
+                pass
+            s.close()
+    return {"opened": opened, "refused": refused}
+
+
 def handler(event: Any, context: Any) -> Any:
     do = event.get("do")
+    if do == "flood":
+        return flood_runtime_socket(event["count"])
     if do == "orphan":
         return {"orphan": leave_orphan()}
     if do == "hang":
