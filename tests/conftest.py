@@ -117,7 +117,7 @@ def _remove_data_dirs() -> Iterator[None]:
 
 
 def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None = None,
-                 data: Path | None = None) -> Server:
+                 data: Path | None = None, args: tuple[str, ...] = ()) -> Server:
     port = free_port()
     data = data or data_dir()
     log_path = tmp / f"server-{port}.log"
@@ -125,10 +125,10 @@ def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None =
     with open(log_path, "a") as log_file:  # the child keeps its own descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlambda.cli", "up", "--port", str(port), "--data",
-             str(data), "--seed", str(seed)],
+             str(data), "--seed", str(seed), *args],
             stdout=log_file, stderr=subprocess.STDOUT, env=full_env, text=True, cwd=tmp,
         )
-    scheme = "https" if "MLAMBDA_TLS_CERT" in full_env else "http"
+    scheme = "https" if "MLAMBDA_TLS_CERT" in full_env or "--tls-cert" in args else "http"
     server = Server(proc, f"{scheme}://127.0.0.1:{port}", data, log_path)
 
     def healthy() -> bool:

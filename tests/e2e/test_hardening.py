@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -228,7 +229,7 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=mlambda",
          "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-    s = start_server(tmp_path, env={"MLAMBDA_TLS_CERT": str(cert), "MLAMBDA_TLS_KEY": str(key)})
+    s = start_server(tmp_path, args=("--tls-cert", str(cert), "--tls-key", str(key)))
     try:
         assert s.url.startswith("https://")
         trusted = ssl.create_default_context(cafile=str(cert))
@@ -241,3 +242,10 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
             httpx.get(s.url.replace("https://", "http://") + "/healthz", timeout=3)
     finally:
         s.stop()
+
+
+def test_a_certificate_without_its_key_is_refused_at_start(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "mlambda.cli", "up", "--data", str(tmp_path),
+                        "--tls-cert", str(tmp_path / "cert.pem")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--tls-cert and --tls-key go together" in r.stderr
