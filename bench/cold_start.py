@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 from mlambda.engines.local import LocalEngine
-from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime import sandbox
+from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime.protocol import Item
 from mlambda.settings import Settings
 from mlambda.spec import load_spec

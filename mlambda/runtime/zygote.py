@@ -122,7 +122,7 @@ class Template:
                         self.stop()
 
     def reap(self) -> None:
-        while self.children:
+        while True:  # instances, and the orphans of instances we adopted (subreaper)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
