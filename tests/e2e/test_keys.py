@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from mlambda.cli import app
 from mlambda.client import Client, ClientError
-from tests.conftest import Server, assert_all_gone, start_server, wait_for
+from tests.conftest import Server, assert_all_gone, data_dir, start_server, wait_for
 
 INVOKE = "/2015-03-31/functions/{}/invocations"
 
@@ -266,7 +266,7 @@ OLD_KEYS_TABLE = """CREATE TABLE keys (id TEXT PRIMARY KEY, name TEXT NOT NULL,
 
 
 def test_a_data_dir_from_before_plans_keeps_its_keys(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = data_dir()  # outside pytest's tree: see tests/conftest.py data_dir
     data.mkdir()
     db = sqlite3.connect(data / "registry.db")
     db.execute(OLD_KEYS_TABLE)
@@ -294,7 +294,7 @@ def test_a_data_dir_from_before_plans_keeps_its_keys(tmp_path: Path) -> None:
 
 
 def test_kill_9_mid_traffic_keeps_the_quota_counts(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = data_dir()  # outside pytest's tree: see tests/conftest.py data_dir
     server = start_server(tmp_path, data=data)
     with Client(server.url, server.admin_key) as sdk:
         sdk.create_plan("five", rate=1000, burst=1000, quota=5, period="day")
