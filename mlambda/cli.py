@@ -42,11 +42,17 @@ def up(
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data: Annotated[Path | None, typer.Option(help="data directory (MLAMBDA_DATA)")] = None,
     seed: Annotated[Path | None, typer.Option(help="seed file of functions and routes")] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="where versions run: local or ray (MLAMBDA_ENGINE)")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="with --engine ray: the cluster to join, auto or HOST:PORT (MLAMBDA_RAY_ADDRESS); "
+             "none starts a one-machine Ray")] = None,
 ) -> None:
     """Start the platform in the foreground; ready when GET /healthz answers 200."""
     from mlambda.server import run
 
-    run(Settings.load(host=host, port=port, data=data, seed=seed))
+    run(Settings.load(host=host, port=port, data=data, seed=seed, engine=engine,
+                      ray_address=ray_address))
 
 
 def _key(role: str) -> str:

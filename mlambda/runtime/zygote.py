@@ -42,6 +42,17 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def set_environment(cfg: p.TemplateConfig) -> None:
+    """The environment a function's code sees (Lambda's variables, its `env`, the volume)."""
+    for key, value in SINGLE_THREADED.items():
+        os.environ.setdefault(key, value)
+    os.environ.update(cfg.spec.env)
+    os.environ["MLAMBDA_VOLUME"] = cfg.volume
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.function_name
+    os.environ["AWS_LAMBDA_FUNCTION_VERSION"] = cfg.function_version
+    os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(cfg.spec.memory_mb)
+
+
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
@@ -62,13 +73,7 @@ class Template:
         cfg = self.config
         self.sock.connect(cfg.socket_path)
         self.send(p.Hello("template", cfg.token, os.getpid()))
-        for key, value in SINGLE_THREADED.items():
-            os.environ.setdefault(key, value)
-        os.environ.update(cfg.spec.env)
-        os.environ["MLAMBDA_VOLUME"] = cfg.volume
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.function_name
-        os.environ["AWS_LAMBDA_FUNCTION_VERSION"] = cfg.function_version
-        os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(cfg.spec.memory_mb)
+        set_environment(cfg)
         sys.path.insert(0, cfg.bundle)
         started = time.perf_counter()
         for module in cfg.spec.preload:

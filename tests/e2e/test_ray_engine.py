@@ -1,0 +1,147 @@
+"""The Ray engine end to end, on a real two-node Ray cluster on this machine (a head and a
+worker node, separate raylets, one CPU each), behind a real `mlambda up --engine ray`
+process; where the answer must be the same as on `local`, the module's `local` server
+(tests/conftest.py) answers the same requests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, Server, assert_all_gone, start_server, wait_for
+
+cluster_utils = pytest.importorskip(
+    "ray.cluster_utils", reason="Ray is not installed: pip install 'mlambda[ray]'")
+
+# ray.cluster_utils leaves files open as it starts raylets (Ray's, not ours)
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning",
+                                        "ignore::pytest.PytestUnraisableExceptionWarning")
+
+RAY_SEED = ROOT / "tests" / "functions" / "ray_seed.toml"
+CASES = ROOT / "tests" / "data" / "handwriting"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    """A head node and a worker node, one CPU each (on this machine's own address: a driver
+    cannot join a cluster of loopback-only nodes in Ray 2.52)."""
+    node = {"num_cpus": 1, "include_dashboard": False}
+    c = cluster_utils.Cluster(initialize_head=True, head_node_args=node)
+    c.add_node(**node)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("ray"), seed=RAY_SEED,
+                     env={"MLAMBDA_ENGINE": "ray", "MLAMBDA_RAY_ADDRESS": cluster.address})
+    yield s
+    s.stop()
+    assert_all_gone(s)
+
+
+def post(server: Server, path: str, body: Any) -> tuple[int, Any]:
+    with server.client() as c:
+        r = c.post(path, content=json.dumps(body))
+    return r.status_code, r.json()
+
+
+def test_replicas_serve_on_both_nodes(cluster: Any, ray_server: Server) -> None:
+    nodes = {cluster.head_node.node_id, *(n.node_id for n in cluster.worker_nodes)}
+    assert len(nodes) == 2
+    seen: set[str] = set()
+
+    def ask() -> set[str]:
+        with ThreadPoolExecutor(4) as pool:
+            for status, body in pool.map(lambda _: post(ray_server, "/whereami", {}),
+                                         range(8)):
+                assert status == 200, body
+                seen.add(body["node"])
+        return seen
+
+    wait_for(lambda: ask() == nodes, 60, f"answers from both nodes {nodes} (saw {seen})")
+    assert seen == nodes
+
+
+def test_echo_and_context_as_on_local(ray_server: Server) -> None:
+    assert post(ray_server, "/echo", {"a": [1, "two"]}) == (200, {"a": [1, "two"]})
+    status, body = post(ray_server, "/probe", {"i": 7})
+    assert status == 200, body
+    ctx = body["context"]
+    assert ctx["function_name"] == "probe" and ctx["function_version"] == "1"
+    assert ctx["memory_limit_in_mb"] == 256
+    assert ctx["invoked_function_arn"].endswith(":function:probe:1")
+    assert 0 < body["remaining_ms"] <= 5000
+    assert body["init_pid"] == body["pid"]  # the module was imported in this replica
+    assert body["volume"] == str(ray_server.data.resolve() / "volume")
+
+
+def test_batches_form_from_the_functions_batch_settings(ray_server: Server) -> None:
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: post(ray_server, "/probe", {"i": i, "sleep": 0.2}),
+                                range(16)))
+    assert all(status == 200 for status, _ in answers), answers
+    assert max(body["batch"] for _, body in answers) > 1  # max_batch 16, max_wait_ms 20
+    assert all(body["batch"] <= 16 for _, body in answers)
+
+
+def test_handwriting_answers_as_local(server: Server, ray_server: Server) -> None:
+    cases = json.loads((CASES / "cases.json").read_text())[:8]
+    for i, case in enumerate(cases):
+        image = base64.b64encode((CASES / case["file"]).read_bytes()).decode()
+        q = {"esun_uuid": f"{i:064x}", "esun_timestamp": int(time.time()), "image": image,
+             "retry": 2}
+        on_ray, on_local = post(ray_server, "/inference", q), post(server, "/inference", q)
+        assert on_ray[0] == on_local[0] == 200, (on_ray, on_local)
+        assert set(on_ray[1]) == {"esun_uuid", "server_uuid", "answer", "server_timestamp"}
+        for key in ("esun_uuid", "server_uuid", "answer"):
+            assert on_ray[1][key] == on_local[1][key], (key, on_ray, on_local)
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/badimport", {}),  # 502 Runtime.ImportModuleError
+    ("/faulty", {"do": "raise"}),  # 502 BadThing, the handler's own exception
+    ("/faulty", {"do": "unserialisable"}),  # 502 Runtime.MarshalError
+    ("/faulty", {"do": "hang"}),  # 504 Task.TimedOut
+    ("/inference", {"esun_uuid": "x"}),  # 400, the handler's own answer
+])
+def test_errors_answer_as_on_local(server: Server, ray_server: Server, path: str,
+                                   body: Any) -> None:
+    on_ray, on_local = post(ray_server, path, body), post(server, path, body)
+    assert on_ray[0] == on_local[0], (on_ray, on_local)
+    if "errorType" in on_local[1]:
+        assert on_ray[1]["errorType"] == on_local[1]["errorType"], (on_ray, on_local)
+
+
+def test_import_error_leaves_other_functions_serving(ray_server: Server) -> None:
+    status, body = post(ray_server, "/badimport", {})
+    assert (status, body["errorType"]) == (502, "Runtime.ImportModuleError")
+    assert "a_module_that_does_not_exist" in body["errorMessage"]
+    assert post(ray_server, "/echo", {"still": "up"}) == (200, {"still": "up"})
+
+
+def test_timed_out_replica_is_replaced(ray_server: Server) -> None:
+    assert post(ray_server, "/faulty", {"do": "hang"})[0] == 504
+    wait_for(lambda: post(ray_server, "/faulty", {"do": "nothing"})[0] == 200, 30,
+             "faulty to serve again after its replica timed out")
+
+
+def test_scales_to_zero_when_idle_and_back(ray_server: Server) -> None:
+    assert post(ray_server, "/probe", {"i": 1})[0] == 200
+
+    def replicas() -> int:
+        states = ray_server.runtime("probe").get("replicas", {})
+        return int(states.get("RUNNING", 0)) + int(states.get("STARTING", 0))
+
+    wait_for(lambda: replicas() > 0, 10, "probe's replica to be counted")
+    wait_for(lambda: replicas() == 0, 60, "probe to scale to zero (idle_ttl_s 1)")
+    status, body = post(ray_server, "/probe", {"i": 2})
+    assert status == 200 and body["i"] == 2, body
