@@ -99,13 +99,11 @@ class RayEngine(Engine):
             self.poller.cancel()
         states = list(self.versions.values())
         await asyncio.gather(*(self.drained(st, timeout_s) for st in states))
-        if self.started_ray:
-            await asyncio.to_thread(serve.shutdown)
-        else:
+        if not self.started_ray:  # a shared cluster: take our applications off it
             for st in states:
-                await asyncio.to_thread(serve.delete, self.app_name(st.ref))
+                await asyncio.to_thread(serve.delete, self.app_name(st.ref), False)
         self.versions = {}
-        ray.shutdown()
+        ray.shutdown()  # a Ray we started goes with it, Serve and replicas included
 
     # -- the hot path -------------------------------------------------------------------
 
