@@ -114,7 +114,10 @@ class RayEngine(Engine):
             st.idle.set()
         return st
 
-    def submit(self, version: VersionRef, item: p.Item) -> asyncio.Future[Outcome]:
+    def submit(self, version: VersionRef, item: p.Item, tenant: str = "",
+               weight: int = 1) -> asyncio.Future[Outcome]:
+        """Ray Serve's queue is first come, first served: `tenant` and `weight` (the fair
+        queue of `local`) do not reach it yet."""
         if not self.accepting:
             raise ShuttingDown(f"{version.key} is draining")
         st = self.state(version)

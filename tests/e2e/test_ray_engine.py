@@ -121,6 +121,19 @@ def test_errors_answer_as_on_local(server: Server, ray_server: Server, path: str
         assert on_ray[1]["errorType"] == on_local[1]["errorType"], (on_ray, on_local)
 
 
+def test_full_queue_answers_429(ray_server: Server) -> None:
+    # one replica taking 2 calls (max_batch 1: one running, one next), max_queue 2 at the
+    # handle: of 8 simultaneous calls at most 4 are taken, the rest are refused at once
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: post(ray_server, "/slow", {"sleep": 1.0}), range(8)))
+    statuses = sorted(s for s, _ in results)
+    assert set(statuses) == {200, 429}, results
+    assert statuses.count(429) >= 4
+    refused = next(b for s, b in results if s == 429)
+    assert refused["errorType"] == "TooManyRequestsException"
+    assert "max_queue 2" in refused["errorMessage"]
+
+
 def test_import_error_leaves_other_functions_serving(ray_server: Server) -> None:
     status, body = post(ray_server, "/badimport", {})
     assert (status, body["errorType"]) == (502, "Runtime.ImportModuleError")
