@@ -49,10 +49,15 @@ def up(
              "none starts a one-machine Ray")] = None,
 ) -> None:
     """Start the platform in the foreground; ready when GET /healthz answers 200."""
+    from mlambda.errors import MlambdaError
     from mlambda.server import run
 
-    run(Settings.load(host=host, port=port, data=data, seed=seed, engine=engine,
-                      ray_address=ray_address))
+    try:
+        run(Settings.load(host=host, port=port, data=data, seed=seed, engine=engine,
+                          ray_address=ray_address))
+    except MlambdaError as exc:  # a wrong setting or seed: say which, no traceback
+        typer.echo(f"mlambda up: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _key(role: str) -> str:

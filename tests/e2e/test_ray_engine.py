@@ -158,3 +158,29 @@ def test_scales_to_zero_when_idle_and_back(ray_server: Server) -> None:
     wait_for(lambda: replicas() == 0, 60, "probe to scale to zero (idle_ttl_s 1)")
     status, body = post(ray_server, "/probe", {"i": 2})
     assert status == 200 and body["i"] == 2, body
+
+
+def test_losing_the_worker_node_under_load(cluster: Any, ray_server: Server) -> None:
+    """Last in this module: it takes the worker node away. Calls in flight on it answer a
+    clear 502 (never a hang); the version recovers on the head node."""
+    worker = next(iter(cluster.worker_nodes))
+    head = cluster.head_node.node_id
+
+    def ask(_: int) -> tuple[int, Any]:
+        return post(ray_server, "/whereami", {})
+
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(ask, i) for i in range(200)]
+        wait_for(lambda: sum(c.done() for c in calls) >= 10, 30, "load to be running")
+        cluster.remove_node(worker, allow_graceful=False)
+        assert sum(not c.done() for c in calls) > 0  # the load runs across the loss
+        answers = [c.result(timeout=60) for c in calls]  # every call is answered
+    for status, body in answers:
+        assert status == 200 or (status == 502 and body["errorType"] == "Runtime.ExitError"), \
+            body
+
+    def recovered() -> bool:
+        return all(status == 200 and body["node"] == head
+                   for status, body in (ask(i) for i in range(4)))
+
+    wait_for(recovered, 90, "whereami to serve again, from the head node only")
