@@ -253,15 +253,12 @@ class RayEngine(Engine):
                         timeout_s)
 
     async def retire(self, version: VersionRef, timeout_s: float) -> None:
-        """Let its calls finish, then delete its application (a later call deploys it
-        again)."""
+        """Let its calls finish. Its application stays: Ray Serve's autoscaler takes its
+        replicas down to `min_instances` after `idle_ttl_s`, and a rollback to it finds it
+        deployed (as `local` keeps a retired version's template)."""
         st = self.versions.get(version.key)
-        if st is None:
-            return
-        await self.drained(st, timeout_s)
-        if st.inflight == 0 and self.versions.get(version.key) is st:
-            del self.versions[version.key]
-            await asyncio.to_thread(serve.delete, self.app_name(version))
+        if st is not None:
+            await self.drained(st, timeout_s)
 
     # -- views --------------------------------------------------------------------------
 

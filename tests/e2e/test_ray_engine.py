@@ -8,13 +8,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mlambda.client import Client
 from tests.conftest import ROOT, Server, assert_all_gone, start_server, wait_for
+from tests.e2e.test_control import Load, bundle
 
 cluster_utils = pytest.importorskip(
     "ray.cluster_utils", reason="Ray is not installed: pip install 'mlambda[ray]'")
@@ -158,6 +162,30 @@ def test_scales_to_zero_when_idle_and_back(ray_server: Server) -> None:
     wait_for(lambda: replicas() == 0, 60, "probe to scale to zero (idle_ttl_s 1)")
     status, body = post(ray_server, "/probe", {"i": 2})
     assert status == 200 and body["i"] == 2, body
+
+
+def test_alias_flips_under_load_lose_nothing(ray_server: Server, tmp_path: Path) -> None:
+    """As on `local`: each flip warms the target version (a Serve application deployed on
+    demand) before traffic moves, and the old one is drained, then deleted; a rollback to
+    it deploys it again. No call fails."""
+    with Client(ray_server.url, ray_server.admin_key) as admin:
+        for tag in ("A", "B"):
+            admin.deploy(bundle(tmp_path, "greeter", tag), publish=True)
+        admin.set_alias("greeter", "live", "1")
+        admin.add_route("POST", "/greet", "greeter:live")
+        with Load(ray_server, "/greet", threads=4) as load:
+            flips = []
+            for target in ("2", "1", "2"):
+                admin.set_alias("greeter", "live", target)
+                flips.append((time.monotonic(), target))
+                want = [{"1": "A", "2": "B"}[target]] * 4
+                wait_for(lambda want=want: [t for _, _, t in load.since(0)[-4:]] == want,
+                         30, f"traffic on version {target}")
+    statuses = Counter(status for _, status, _ in load.answers)
+    assert statuses == {200: len(load.answers)}, statuses
+    for returned, target in flips:  # from 100 ms after a flip returned: the new version
+        later = [t for at, _, t in load.since(returned + 0.1)][:4]
+        assert later and set(later) == {{"1": "A", "2": "B"}[target]}, (target, later)
 
 
 def test_losing_the_worker_node_under_load(cluster: Any, ray_server: Server) -> None:
