@@ -88,6 +88,9 @@ class RayEngine(Engine):
             ray.init(address=self.address, namespace="mlambda", log_to_driver=False,
                      logging_level=logging.WARNING)
         signal.signal(signal.SIGTERM, sigterm)  # the gateway's: drain, then stop
+        # Serve warns once per refused call (we answer 429) and per deployment (its HTTP
+        # options, unused): at 1000 connections that would flood the gateway's log
+        logging.getLogger("ray.serve").setLevel(logging.ERROR)
         serve.start(proxy_location="Disabled")
         log.info("ray engine: cluster %s, %s CPUs", ray.get_runtime_context().gcs_address,
                  ray.cluster_resources().get("CPU", 0))
