@@ -6,6 +6,7 @@ process; where the answer must be the same as on `local`, the module's `local` s
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ def cluster() -> Iterator[Any]:
     c.wait_for_nodes()
     yield c
     c.shutdown()
+    gc.collect()  # Ray's leaked files are closed here, under this module's warning filter
 
 
 @pytest.fixture(scope="module")
