@@ -176,18 +176,21 @@ def test_alias_flips_under_load_lose_nothing(ray_server: Server, tmp_path: Path)
         admin.set_alias("greeter", "live", "1")
         admin.add_route("POST", "/greet", "greeter:live")
         with Load(ray_server, "/greet", threads=4) as load:
-            flips = []
+            flips = []  # (set_alias called, returned, target)
             for target in ("2", "1", "2"):
+                called = time.monotonic()
                 admin.set_alias("greeter", "live", target)
-                flips.append((time.monotonic(), target))
-                want = [{"1": "A", "2": "B"}[target]] * 4
-                wait_for(lambda want=want: [t for _, _, t in load.since(0)[-4:]] == want,
-                         30, f"traffic on version {target}")
+                returned = time.monotonic()
+                flips.append((called, returned, target))
+                wait_for(lambda r=returned: len(load.since(r + 0.1)) >= 8, 30,
+                         f"calls sent after the flip to version {target}")
     statuses = Counter(status for _, status, _ in load.answers)
     assert statuses == {200: len(load.answers)}, statuses
-    for returned, target in flips:  # from 100 ms after a flip returned: the new version
-        later = [t for at, _, t in load.since(returned + 0.1)][:4]
-        assert later and set(later) == {{"1": "A", "2": "B"}[target]}, (target, later)
+    # calls sent from 100 ms after a flip returned until the next flip: the new version only
+    ends = [called for called, _, _ in flips[1:]] + [float("inf")]
+    for (_, returned, target), end in zip(flips, ends, strict=True):
+        later = [t for at, _, t in load.since(returned + 0.1) if at < end]
+        assert later and set(later) == {{"1": "A", "2": "B"}[target]}, (target, Counter(later))
 
 
 def test_losing_the_worker_node_under_load(cluster: Any, ray_server: Server) -> None:
