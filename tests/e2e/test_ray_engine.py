@@ -48,7 +48,9 @@ def cluster() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def ray_server(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     s = start_server(tmp_path_factory.mktemp("ray"), seed=RAY_SEED,
-                     env={"MLAMBDA_ENGINE": "ray", "MLAMBDA_RAY_ADDRESS": cluster.address})
+                     env={"MLAMBDA_ENGINE": "ray", "MLAMBDA_RAY_ADDRESS": cluster.address,
+                          # ten versions' replicas on two 1-CPU nodes, idle ones included
+                          "MLAMBDA_RAY_REPLICA_CPUS": "0.1"})
     yield s
     s.stop()
     assert_all_gone(s)
