@@ -69,6 +69,7 @@ class RayEngine(Engine):
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.versions: dict[str, VersionState] = {}
+        self.deleting: dict[str, asyncio.Task[None]] = {}  # applications being deleted
         self.accepting = True
         self.started_ray = False
         self.poller: asyncio.Task[None] | None = None
@@ -200,9 +201,16 @@ class RayEngine(Engine):
 
     async def handle(self, st: VersionState) -> DeploymentHandle:
         if st.deploying is None or (st.deploying.done() and st.deploying.exception()):
-            st.deploying = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(self.deploy, st.ref))
+            st.deploying = asyncio.get_running_loop().create_task(self.deploy_after_delete(st))
         return await asyncio.shield(st.deploying)
+
+    async def deploy_after_delete(self, st: VersionState) -> DeploymentHandle:
+        """A version called while `scale_to_zero` deletes it is deployed afresh once the
+        deletion is done (never onto an application being torn down)."""
+        deleting = self.deleting.get(st.ref.key)
+        if deleting is not None:
+            await asyncio.wait({deleting})  # done, whether or not the deletion failed
+        return await asyncio.to_thread(self.deploy, st.ref)
 
     def deploy(self, ref: VersionRef) -> DeploymentHandle:
         """The version as a Serve application: its replicas, batching and autoscaling."""
@@ -262,6 +270,23 @@ class RayEngine(Engine):
         st = self.versions.get(version.key)
         if st is not None:
             await self.drained(st, timeout_s)
+
+    async def scale_to_zero(self, version: VersionRef) -> None:
+        """Let its calls finish, then delete its application: every replica goes, and the
+        next call deploys it again (a full cold start)."""
+        st = self.versions.pop(version.key, None)
+        if st is None:
+            return
+        await self.drained(st, PLACEMENT_TIMEOUT_S + version.spec.timeout_s)
+        deleting = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(serve.delete, self.app_name(version)))
+        self.deleting[version.key] = deleting
+        deleting.add_done_callback(lambda t: self.forget_deletion(version.key, t))
+        await asyncio.shield(deleting)  # a cancelled caller cannot stop it half-way
+
+    def forget_deletion(self, key: str, task: asyncio.Task[None]) -> None:
+        if self.deleting.get(key) is task:
+            del self.deleting[key]
 
     # -- views --------------------------------------------------------------------------
 

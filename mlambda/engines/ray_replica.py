@@ -29,6 +29,7 @@ from ray import serve
 from mlambda import volume
 from mlambda.errors import RUNTIME_TEMPLATE, TIMED_OUT, ErrorInfo, function_error
 from mlambda.runtime import protocol as p
+from mlambda.runtime.calls import Calls
 from mlambda.runtime.instance import EXIT_OOM, Instance
 from mlambda.runtime.zygote import set_environment
 
@@ -57,6 +58,9 @@ class ReplicaInstance(Instance):
     def __init__(self, config: p.TemplateConfig, instance_id: str) -> None:
         super().__init__(config, instance_id)
         self.sock.close()  # no runtime socket on a cluster: replies are return values
+        # chained calls (`context.invoke`) need that socket: on Ray they raise at once
+        # ("needs the mlambda runtime") instead of waiting on a closed connection
+        self.calls: Calls | None = None  # type: ignore[assignment]
         self.results: list[p.Result] = []
         self.models: list[p.ModelLoaded] = []
         self.models_lock = threading.Lock()  # models may load on a background thread
