@@ -48,12 +48,23 @@ def up(
         help="PEM private key of --tls-cert (MLAMBDA_TLS_KEY)")] = None,
     max_connections: Annotated[int | None, typer.Option(
         help="open connections at once; past it 503 (MLAMBDA_MAX_CONNECTIONS)")] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="where versions run: local or ray (MLAMBDA_ENGINE)")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="with --engine ray: the cluster to join, auto or HOST:PORT (MLAMBDA_RAY_ADDRESS); "
+             "none starts a one-machine Ray")] = None,
 ) -> None:
     """Start the platform in the foreground; ready when GET /healthz answers 200."""
+    from mlambda.errors import MlambdaError
     from mlambda.server import run
 
-    run(Settings.load(host=host, port=port, data=data, seed=seed, tls_cert=tls_cert,
-                      tls_key=tls_key, max_connections=max_connections))
+    try:
+        run(Settings.load(host=host, port=port, data=data, seed=seed, tls_cert=tls_cert,
+                          tls_key=tls_key, max_connections=max_connections, engine=engine,
+                          ray_address=ray_address))
+    except MlambdaError as exc:  # a wrong setting or seed: say which, no traceback
+        typer.echo(f"mlambda up: {exc.message}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _key(role: str) -> str:

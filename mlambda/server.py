@@ -24,6 +24,7 @@ import uvicorn
 
 from mlambda import plans
 from mlambda.control import ControlPlane
+from mlambda.engines.base import Engine
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
@@ -62,15 +63,32 @@ class Platform:
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
-        chaining = Chaining(self.router.resolve, lambda v, item: self.engine.submit(v, item))
-        self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded,
-                                  on_invoke=chaining.on_invoke, limits=self.limits)
+        self.engine = self.make_engine()
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter,
                                     max_bundle_bytes=settings.max_bundle_bytes)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
                                build_admin(self), self.start, self.stop)
         self.flusher: asyncio.Task[None] | None = None
+
+    def make_engine(self) -> Engine:
+        """`local` (processes on this machine) or `ray` (replicas on a Ray cluster)."""
+        settings = self.settings
+        if settings.engine == "local":
+            chaining = Chaining(self.router.resolve,
+                                lambda v, item: self.engine.submit(v, item))
+            return LocalEngine(str(self.volume), on_model=self.on_model_loaded,
+                               on_invoke=chaining.on_invoke, limits=self.limits)
+        if settings.engine == "ray":
+            try:
+                from mlambda.engines.ray import RayEngine
+            except ImportError as exc:
+                raise InvalidParameter(
+                    f"engine: 'ray' needs Ray Serve ({exc}); install it with "
+                    "pip install 'mlambda[ray]'") from None
+            return RayEngine(str(self.volume), settings.ray_address or None,
+                             settings.ray_replica_cpus, on_model=self.on_model_loaded)
+        raise InvalidParameter(f"engine: expected 'local' or 'ray', got {settings.engine!r}")
 
     # -- first start --------------------------------------------------------------------
 

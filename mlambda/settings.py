@@ -33,6 +33,14 @@ class Settings:
         "MLAMBDA_IDEMPOTENCY_ENTRIES", "answers kept for retries on idempotent routes, at most"))
     idempotency_mb: float = field(default=64.0, metadata=_meta(
         "MLAMBDA_IDEMPOTENCY_MB", "memory for answers kept for retries, at most (MB)"))
+    engine: str = field(default="local", metadata=_meta(
+        "MLAMBDA_ENGINE", "where versions run: local (processes here) or ray (a Ray cluster)"))
+    ray_address: str = field(default="", metadata=_meta(
+        "MLAMBDA_RAY_ADDRESS", "the Ray cluster to join (auto, or HOST:PORT of its head); "
+        "empty: start a one-machine Ray here"))
+    ray_replica_cpus: float = field(default=0.25, metadata=_meta(
+        "MLAMBDA_RAY_REPLICA_CPUS", "CPUs Ray reserves for each replica (a replica idle until "
+        "its idle_ttl_s holds its share, so whole CPUs would starve other versions)"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
     # -- the public surface's limits ---------------------------------------------------

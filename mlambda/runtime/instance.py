@@ -235,6 +235,14 @@ class Instance:
 
     # -- batches ----------------------------------------------------------------------
 
+    def peak_memory_mb(self) -> int:
+        """The memory this instance has held at its peak, checked against `memory_mb`."""
+        return _max_memory_mb()
+
+    def exit_oom(self) -> None:
+        """Over its memory limit: the instance exits (after answering), as on Lambda."""
+        os._exit(EXIT_OOM)
+
     def context(self, items: list[p.Item], timeout_ms: int) -> LambdaContext:
         """The context of one invocation, or of a batch handler's call (its events' items):
         the deadline is the function's timeout, or a chained caller's if that is sooner."""
@@ -284,7 +292,7 @@ class Instance:
                 body, status, headers = self.result_of(value, self.spec.event == "proxy")
             except _Marshal as exc:
                 error = function_error(exc.error_type, exc.message)
-        mem = _max_memory_mb()
+        mem = self.peak_memory_mb()
         if mem > self.spec.memory_mb:
             error = function_error(
                 RUNTIME_OOM,
@@ -311,7 +319,7 @@ class Instance:
         result = self.finish(batch, i, value, error, started, self.capture.take())
         self.send(result)
         if result.error is not None and result.error.error_type == RUNTIME_OOM:
-            os._exit(EXIT_OOM)
+            self.exit_oom()
 
     def run_batch_handler(self, batch: p.Batch, events: list[Any],
                           bad: dict[int, ErrorInfo]) -> None:
@@ -347,7 +355,7 @@ class Instance:
             out.append(p.encode(result))
         self.send_raw(b"".join(out))
         if oom:
-            os._exit(EXIT_OOM)
+            self.exit_oom()
 
 
 class _Marshal(Exception):

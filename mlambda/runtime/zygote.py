@@ -43,6 +43,17 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def set_environment(cfg: p.TemplateConfig) -> None:
+    """The environment a function's code sees (Lambda's variables, its `env`, the volume)."""
+    for key, value in SINGLE_THREADED.items():
+        os.environ.setdefault(key, value)
+    os.environ.update(cfg.spec.env)
+    os.environ["MLAMBDA_VOLUME"] = cfg.volume
+    os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.function_name
+    os.environ["AWS_LAMBDA_FUNCTION_VERSION"] = cfg.function_version
+    os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(cfg.spec.memory_mb)
+
+
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
 
@@ -71,13 +82,7 @@ class Template:
             except (OSError, sandbox.SandboxError) as exc:
                 self.fail(f"could not enter the sandbox: {exc}", ())
         os.environ.update(sandbox.function_env(cfg.bundle))
-        for key, value in SINGLE_THREADED.items():
-            os.environ.setdefault(key, value)
-        os.environ.update(cfg.spec.env)
-        os.environ["MLAMBDA_VOLUME"] = cfg.volume
-        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.function_name
-        os.environ["AWS_LAMBDA_FUNCTION_VERSION"] = cfg.function_version
-        os.environ["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(cfg.spec.memory_mb)
+        set_environment(cfg)
         sys.path.insert(0, cfg.bundle)
         started = time.perf_counter()
         for module in cfg.spec.preload:
