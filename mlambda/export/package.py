@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 GLIBC = (2, 34)
 RUNTIMES = ("python3.12", "python3.13")
 CACHE = Path(os.environ.get("MLAMBDA_WHEEL_CACHE", Path.home() / ".cache" / "mlambda" / "wheels"))
+_SAVED = re.compile(r"^(?:Saved|File was already downloaded) (\S+\.whl)\s*$", re.M)
 _REQ_LINE = re.compile(r"^\s*([^#\s][^#]*?)\s*(#.*)?$")
 
 
@@ -237,45 +239,65 @@ def download(requirements: tuple[str, ...], runtime: str, cache: Path = CACHE) -
         paths = [wheels_dir / n for n in names]
         if all(p.is_file() for p in paths):
             return paths
-    report = cache / f".report-{os.getpid()}.json"
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-           "--only-binary=:all:", "--implementation", "cp",
-           "--python-version", python_version(runtime), "--dest", str(wheels_dir),
-           "--report", str(report)]
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check",
+           "--progress-bar", "off", "--only-binary=:all:", "--implementation", "cp",
+           "--python-version", python_version(runtime), "--dest", str(wheels_dir)]
     for platform in platforms():
         cmd += ["--platform", platform]
     result = subprocess.run([*cmd, *requirements], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        report.unlink(missing_ok=True)
         errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ERROR")]
         raise PackageError(f"pip could not download Linux x86_64 wheels for {runtime}: "
                            + ("; ".join(errors) or result.stderr.strip()[-2000:]))
-    installed = json.loads(report.read_text())["install"]
-    report.unlink()
-    names = sorted(Path(item["download_info"]["url"]).name for item in installed)
+    # pip names each wheel of the resolved set: "Saved <path>" or "File was already
+    # downloaded <path>" (pip download has no machine-readable report)
+    names = sorted({Path(m.group(1)).name for m in _SAVED.finditer(result.stdout)})
+    if not names:
+        raise PackageError(f"pip downloaded nothing for {', '.join(requirements)}:\n"
+                           f"{result.stdout[-2000:]}")
     tmp = manifest.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(names))
     os.replace(tmp, manifest)
     return [wheels_dir / n for n in names]
 
 
-def install(wheels: list[Path], runtime: str, target: Path) -> None:
+def install(wheels: list[Path], runtime: str, target: Path, cache: Path = CACHE) -> None:
     """Install the wheels (no index, no dependencies: they are all here) into `target`,
-    laid out as Lambda reads a layer's `python/` directory."""
+    laid out as Lambda reads a layer's `python/` directory. The installed tree is kept in
+    the cache too, and linked (or copied) from there the next time."""
     if not wheels:
         target.mkdir(parents=True, exist_ok=True)
         return
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           "--no-index", "--no-deps", "--no-compile", "--only-binary=:all:",
-           "--implementation", "cp", "--python-version", python_version(runtime),
-           "--target", str(target)]
-    for platform in platforms():
-        cmd += ["--platform", platform]
-    result = subprocess.run([*cmd, *map(str, wheels)], capture_output=True, text=True,
-                            check=False)
-    if result.returncode != 0:
-        raise PackageError(f"pip could not install the wheels into {target}: "
-                           f"{result.stderr.strip()[-2000:]}")
+    key = hashlib.sha256("\n".join(sorted(w.name for w in wheels)).encode()).hexdigest()[:16]
+    installed = cache / "installed" / f"{runtime}-{key}"
+    if not installed.is_dir():
+        tmp = installed.with_name(f".{installed.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+               "--no-index", "--no-deps", "--no-compile", "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", python_version(runtime),
+               "--target", str(tmp)]
+        for platform in platforms():
+            cmd += ["--platform", platform]
+        result = subprocess.run([*cmd, *map(str, wheels)], capture_output=True, text=True,
+                                check=False)
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise PackageError(f"pip could not install the wheels: "
+                               f"{result.stderr.strip()[-2000:]}")
+        try:
+            os.rename(tmp, installed)
+        except OSError:  # another export installed the same set meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(installed, target, symlinks=True, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def tree_size(root: Path) -> int:

@@ -152,6 +152,7 @@ def prepare_out(out: Path) -> None:
             else:
                 path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("{}")  # first, so that a run that fails half-way can be redone
 
 
 def write_code(source: Source, src: Path, runtime: package.Runtime) -> None:
@@ -338,7 +339,7 @@ def export(source: Source, settings: Settings, say: Say) -> Result:
             target = out / "efs" / options.packages_on_volume
         else:
             target = out / "layer" / "python"
-        package.install(result.wheels, options.runtime, target)
+        package.install(result.wheels, options.runtime, target, settings.cache)
         result.packages_bytes = package.tree_size(target)
     result.code_bytes = package.tree_size(src)
     deployed = result.code_bytes + (0 if settings.packages_on_efs else result.packages_bytes)
