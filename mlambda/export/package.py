@@ -35,7 +35,7 @@ UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 GLIBC = (2, 34)
 RUNTIMES = ("python3.12", "python3.13")
 CACHE = Path(os.environ.get("MLAMBDA_WHEEL_CACHE", Path.home() / ".cache" / "mlambda" / "wheels"))
-_SAVED = re.compile(r"^(?:Saved|File was already downloaded) (\S+\.whl)\s*$", re.M)
+_SAVED = re.compile(r"^\s*(?:Saved|File was already downloaded) (\S+\.whl)\s*$", re.M)
 _REQ_LINE = re.compile(r"^\s*([^#\s][^#]*?)\s*(#.*)?$")
 
 
