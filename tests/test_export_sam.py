@@ -29,9 +29,11 @@ GREETING = "hello"
 min_instances = 2
 max_instances = 8
 """)
-PLANS = (sam.plan_from_json({"name": "gold", "rate": 100, "burst": 200,
-                             "quota": {"limit": 100000, "period": "day"}}),
-         sam.plan_from_json({"name": "free", "rate": 1, "burst": 2}))
+# plans as mlambda's admin API lists them (GET /admin/v1/plans)
+PLANS = (sam.plan_from_json({"name": "gold", "rate": 100, "burst": 200, "quota": 100000,
+                             "period": "day", "weight": 4, "keys": ["bank"]}),
+         sam.plan_from_json({"name": "free", "rate": 1, "burst": 2, "quota": None,
+                             "period": None, "weight": 1, "keys": []}))
 OPTIONS = sam.Options(subnets=("subnet-0123456789abcdef0", "subnet-0123456789abcdef1",
                                "subnet-0123456789abcdef2"),
                       security_group="sg-0123456789abcdef0")
@@ -107,11 +109,18 @@ def test_usage_plans_mirror_mlambdas() -> None:
     bare = sam.template(target(plans=()), OPTIONS)["Resources"]
     plans = [r for r in bare.values() if r["Type"] == "AWS::ApiGateway::UsagePlan"]
     assert len(plans) == 1 and "Throttle" not in plans[0]["Properties"]
+    # plan names that differ only in symbols still get a resource each
+    twins = (sam.UsagePlan("a-b", 1, 1), sam.UsagePlan("a_b", 2, 2))
+    both = sam.template(target(plans=twins), OPTIONS)["Resources"]
+    assert sorted(r["Properties"]["Throttle"]["RateLimit"] for r in both.values()
+                  if r["Type"] == "AWS::ApiGateway::UsagePlan") == [1, 2]
 
 
 def test_a_plan_is_checked() -> None:
+    assert sam.plan_from_json({"name": "x", "quota": {"limit": 5, "period": "month"}}) == \
+        sam.UsagePlan("x", quota_limit=5, quota_period="MONTH")
     with pytest.raises(ValueError, match="quota period 'YEAR'"):
-        sam.plan_from_json({"name": "x", "quota": {"limit": 5, "period": "year"}})
+        sam.plan_from_json({"name": "x", "quota": 5, "period": "year"})
     with pytest.raises(ValueError, match="needs both"):
         sam.UsagePlan("x", quota_limit=5)
 

@@ -1,6 +1,9 @@
-"""What the exported stack costs a month on AWS, from the spec's prices (us-east-1,
-../shared/AWS_COMPAT.md). The one place that holds prices for the export: point it at
-`mlambda cost`'s price table once that exists.
+"""What the exported stack costs a month on AWS.
+
+The one place the export takes prices from. Until `mlambda cost`'s price table lands
+(branch `metrics`: `mlambda.cost.Sheet`, whose first two fields have these names), it holds
+the spec's us-east-1 prices (../shared/AWS_COMPAT.md). The exported API is a REST API
+(API keys and usage plans need one), priced at REST's $3.50 per million, not HTTP's $1.
 """
 
 from __future__ import annotations
@@ -8,11 +11,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-LAMBDA_PER_MILLION_REQUESTS = 0.20
-LAMBDA_PER_GB_SECOND = 0.0000166667  # x86_64
-API_GATEWAY_REST_PER_MILLION = 3.50
-# Not in the spec's table, so not priced: provisioned concurrency, EFS storage and
-# throughput, CloudWatch dashboards, alarms and log storage, data transfer.
+
+@dataclass(frozen=True)
+class PriceSheet:
+    lambda_request_per_million: float
+    lambda_gb_second: float  # x86_64
+    rest_api_request_per_million: float
+
+
+SPEC_PRICES = PriceSheet(lambda_request_per_million=0.20, lambda_gb_second=0.0000166667,
+                         rest_api_request_per_million=3.50)
+# Not in the price table, so not priced: named in the estimate instead.
 UNPRICED = ("provisioned concurrency", "EFS storage and throughput",
             "CloudWatch dashboard, alarm and log storage", "data transfer")
 
@@ -32,7 +41,8 @@ class MonthlyCost:
         return self.compute_usd + self.lambda_requests_usd + self.api_requests_usd
 
 
-def monthly_cost(requests: int, duration_ms: float, memory_mb: int) -> MonthlyCost:
+def monthly_cost(requests: int, duration_ms: float, memory_mb: int,
+                 prices: PriceSheet = SPEC_PRICES) -> MonthlyCost:
     """Lambda compute (billed duration rounded up to 1 ms) and requests, and REST API
     requests, before the free tier."""
     billed_s = math.ceil(duration_ms) / 1000
@@ -42,7 +52,7 @@ def monthly_cost(requests: int, duration_ms: float, memory_mb: int) -> MonthlyCo
         duration_ms=duration_ms,
         memory_mb=memory_mb,
         gb_seconds=gb_seconds,
-        compute_usd=gb_seconds * LAMBDA_PER_GB_SECOND,
-        lambda_requests_usd=requests * LAMBDA_PER_MILLION_REQUESTS / 1_000_000,
-        api_requests_usd=requests * API_GATEWAY_REST_PER_MILLION / 1_000_000,
+        compute_usd=gb_seconds * prices.lambda_gb_second,
+        lambda_requests_usd=requests * prices.lambda_request_per_million / 1_000_000,
+        api_requests_usd=requests * prices.rest_api_request_per_million / 1_000_000,
     )

@@ -49,15 +49,19 @@ class UsagePlan:
 
 
 def plan_from_json(doc: dict[str, Any]) -> UsagePlan:
-    """A plan as the admin API describes it: {name, rate, burst, quota: {limit, period}}
-    (rate in requests/s; any part may be absent or null: no limit)."""
-    quota = doc.get("quota") or {}
-    period = quota.get("period")
+    """A plan as mlambda's admin API describes it: {name, rate (requests/s), burst,
+    quota, period ("day" | "month")}; `quota` may also be {limit, period}. Absent or null:
+    no limit. (A plan's `weight`, for fair sharing, has no API Gateway counterpart.)"""
+    quota: Any = doc.get("quota")
+    period: Any = doc.get("period")
+    if isinstance(quota, dict):
+        period = quota.get("period")
+        quota = quota.get("limit")
     return UsagePlan(
         name=str(doc["name"]),
         rate_limit=None if doc.get("rate") is None else float(doc["rate"]),
         burst_limit=None if doc.get("burst") is None else int(doc["burst"]),
-        quota_limit=None if quota.get("limit") is None else int(quota["limit"]),
+        quota_limit=None if quota is None else int(quota),
         quota_period=None if period is None else str(period).upper(),
     )
 
@@ -249,7 +253,12 @@ def template(target: Target, options: Options) -> dict[str, Any]:
                        "Auth": {"ApiKeyRequired": True}},
     }
     plans = target.plans or (UsagePlan("default"),)
+    plan_ids: list[str] = []
     for i, plan in enumerate(plans):
+        plan_id = f"UsagePlan{logical_id(plan.name)}"
+        if plan_id in plan_ids or plan_id == "UsagePlan":  # names that differ in symbols only
+            plan_id = f"UsagePlan{i}{logical_id(plan.name)}"
+        plan_ids.append(plan_id)
         props: dict[str, Any] = {
             "UsagePlanName": _sub(f"${{AWS::StackName}}-{plan.name}"),
             "Description": f"mlambda usage plan {plan.name!r}",
@@ -264,9 +273,8 @@ def template(target: Target, options: Options) -> dict[str, Any]:
             props["Throttle"] = throttle
         if plan.quota_limit is not None:
             props["Quota"] = {"Limit": plan.quota_limit, "Period": plan.quota_period}
-        resources[f"UsagePlan{logical_id(plan.name) or i}"] = {
-            "Type": "AWS::ApiGateway::UsagePlan", "Properties": props}
-    first_plan = f"UsagePlan{logical_id(plans[0].name) or 0}"
+        resources[plan_id] = {"Type": "AWS::ApiGateway::UsagePlan", "Properties": props}
+    first_plan = plan_ids[0]
     resources["FirstApiKey"] = {
         "Type": "AWS::ApiGateway::ApiKey",
         "Properties": {"Enabled": True, "Name": _sub("${AWS::StackName}-first-key"),

@@ -173,6 +173,13 @@ def test_code_is_the_registrys_and_the_entry_point_only_refers_to_it(handwriting
         ROOT / "mlambda" / "volume.py").read_bytes()
 
 
+def test_exported_template_is_lint_clean(handwriting: Path) -> None:
+    from cfnlint.api import lint
+
+    matches = lint((handwriting / "template.yaml").read_text(), regions=["us-east-1"])
+    assert matches == [], "\n".join(str(m) for m in matches)
+
+
 def test_packages_are_lambdas_and_fit(handwriting: Path) -> None:
     marker = json.loads((handwriting / ".mlambda-export.json").read_text())
     wheels = package.download(tuple(marker["requirements"]), "python3.12")  # the cached set
