@@ -492,6 +492,10 @@ def export_aws(
         duration_ms=duration_ms,
         options=sam.Options(runtime=runtime, region=region, subnets=subnets,
                             security_group=security_group))
+    problems = settings.options.problems()
+    if problems:
+        typer.echo("error: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
     try:
         source = _call(lambda c: project.fetch(c, name, alias or "live"))
         if dry_run:

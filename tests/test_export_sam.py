@@ -264,3 +264,13 @@ def test_volume_script_keeps_mlambdas_layout(tmp_path: Path) -> None:
     bad = sh(root, "push", "../escape", first)
     assert bad.returncode == 2 and "model name" in bad.stderr
     assert sh(root, "rollback", "greeting", "0" * 64).returncode == 2
+
+
+def test_options_are_checked_and_mount_targets_follow_the_subnets() -> None:
+    assert OPTIONS.problems() == []
+    assert sam.Options(subnets=("subnet-0123456789abcdef0",)).mount_targets == 1
+    assert sam.Options().mount_targets == 2  # subnets given at deploy: two zones
+    bad = sam.Options(subnets=("subnet-0123456789abcdef0", "subnet-0123456789abcdef0", "vpc-1"),
+                      security_group="sg-xyz", runtime="python3.11")
+    assert [p.split(":")[0] for p in bad.problems()] == [
+        "--vpc-subnets", "--vpc-subnets", "--security-group", "--runtime"]

@@ -99,8 +99,25 @@ class Options:
 
     @property
     def mount_targets(self) -> int:
-        """One mount target per subnet; the number is fixed when the template is written."""
-        return max(len(self.subnets), 2)
+        """One mount target per subnet; the number is fixed when the template is written
+        (two, for two availability zones, when no subnets are given yet)."""
+        return len(self.subnets) or 2
+
+    def problems(self) -> list[str]:
+        out = [f"--vpc-subnets: {s!r} is not a subnet id (subnet-0123abcd...)"
+               for s in self.subnets if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", s)]
+        if len(set(self.subnets)) != len(self.subnets):
+            out.append("--vpc-subnets: a subnet is given twice")
+        if self.security_group is not None and not re.fullmatch(r"sg-[0-9a-f]{8,17}",
+                                                                self.security_group):
+            out.append(f"--security-group: {self.security_group!r} is not a security group id "
+                       "(sg-0123abcd...)")
+        if self.runtime not in ("python3.12", "python3.13"):
+            out.append(f"--runtime: {self.runtime!r}: expected python3.12 or python3.13")
+        if self.deployment not in DEPLOYMENT_TYPES:
+            out.append(f"deployment {self.deployment!r}: expected one of "
+                       f"{', '.join(DEPLOYMENT_TYPES)}")
+        return out
 
 
 def logical_id(text: str) -> str:

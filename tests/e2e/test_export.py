@@ -317,3 +317,8 @@ def test_unknown_alias_and_a_foreign_directory_are_refused(server: Server,
     r = export_here(server, "echo", tmp_path / "mine")
     assert r.exit_code == 1 and "not written by mlambda export" in r.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    r = export_here(server, "echo", tmp_path / "y", "--vpc-subnets", "subnet-0123456789abcdef0",
+                    "--security-group", "default", "--runtime", "python3.9")
+    assert r.exit_code == 2
+    assert "'default' is not a security group id" in r.stderr and "python3.9" in r.stderr
+    assert not (tmp_path / "y").exists()
