@@ -4,6 +4,7 @@ method of `ControlPlane`, this module only maps HTTP to it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -227,7 +228,8 @@ def build_admin(platform: Platform) -> FastAPI:
         """The version's code exactly as stored (a .tar.gz whose files hash to its sha256),
         e.g. for `mlambda export`."""
         v = platform.registry.version(name, version)
-        return Response(bundle_archive(Path(v.bundle)), media_type="application/gzip",
+        archive = await asyncio.to_thread(bundle_archive, Path(v.bundle))  # off the hot loop
+        return Response(archive, media_type="application/gzip",
                         headers={"x-mlambda-sha256": v.sha256})
 
     @app.post("/admin/v1/functions/{name}/versions", dependencies=guarded, status_code=201)
