@@ -257,6 +257,9 @@ def readme(source: Source, settings: Settings, result: Result) -> str:
     if spec.timeout_s > 29:
         extra += (f"- The function's timeout is {spec.timeout_s:g} s; API Gateway's "
                   "integration timeout is 29 s by default.\n")
+    if spec.retry_on_crash:
+        extra += ("- `retry_on_crash` has no counterpart: Lambda does not retry a synchronous "
+                  "call whose environment crashed; the caller sees a 502.\n")
     for note in source.notes:
         extra += f"- Not exported: {note}.\n"
     return string.Template((HERE / "README.template.md").read_text()).substitute(
