@@ -219,7 +219,7 @@ def cost_text(spec: FunctionSpec, settings: Settings) -> str:
 def readme(source: Source, settings: Settings, result: Result) -> str:
     t = source.target
     spec = t.spec
-    opts = settings.options
+    opts = resolve_options(settings, result.runtime)
     mb = 1024 * 1024
     if settings.packages_on_efs:
         size_line = (f"Unzipped size: code {result.code_bytes / mb:.1f} MB (Lambda's limit: "
@@ -233,7 +233,9 @@ def readme(source: Source, settings: Settings, result: Result) -> str:
         f"./volume.sh {sam.VOLUME_MOUNT} push {name} path/to/{name}-model-file"
         for name in models)
     packages_row = packages_section = packages_title = ""
-    if settings.packages_on_efs:
+    if not result.runtime.requirements:
+        pass
+    elif settings.packages_on_efs:
         rel = opts.packages_on_volume
         packages_row = (f"| `efs/{rel}/` | the Python packages, for the volume at "
                         f"`{sam.VOLUME_MOUNT}/{rel}` (`MLAMBDA_PACKAGES`) |\n")
@@ -270,19 +272,24 @@ def readme(source: Source, settings: Settings, result: Result) -> str:
         deployment=opts.deployment, mount=sam.VOLUME_MOUNT, stack=stack_name(settings, spec),
         region=opts.region, mlambda_files=mlambda_files, packages_row=packages_row,
         size_line=size_line, mount_targets=opts.mount_targets, overrides=overrides,
-        layer_dir_note="" if settings.packages_on_efs else " and `layer/`",
+        layer_dir_note=" and `layer/`" if has_layer(settings, result.runtime) else "",
         runtime=opts.runtime, model_commands=model_commands, packages_title=packages_title,
         packages_section=packages_section, first_route=t.routes[0].path,
         extra_differences=extra, cost=cost_text(spec, settings))
 
 
+def has_layer(settings: Settings, runtime: package.Runtime) -> bool:
+    """Whether the packages go in a layer (rather than on the volume, or nowhere)."""
+    return bool(runtime.requirements) and not settings.packages_on_efs
+
+
 def resolve_options(settings: Settings, runtime: package.Runtime) -> sam.Options:
     opts = settings.options
+    if not runtime.requirements:  # nothing to install: neither a layer nor the volume
+        return dataclasses.replace(opts, layer_dir=None)
     if settings.packages_on_efs:
         rel = f"packages/{opts.runtime}-{runtime.digest}"
         return dataclasses.replace(opts, layer_dir=None, packages_on_volume=rel)
-    if not runtime.requirements:
-        return dataclasses.replace(opts, layer_dir=None)
     return opts
 
 
@@ -304,8 +311,9 @@ def dry_run(source: Source, settings: Settings, say: Say) -> None:
         f"{t.sha256[:12]}) to {settings.out}")
     say(f"  runtime {settings.options.runtime}, {t.spec.memory_mb} MB, timeout "
         f"{t.spec.timeout_s:g} s, event {t.spec.event!r}")
-    say("  packages: " + (", ".join(runtime.requirements) or "none")
-        + (" (on the volume)" if settings.packages_on_efs else " (a layer)"))
+    where = " (a layer)" if has_layer(settings, runtime) else " (on the volume)"
+    say("  packages: " + (", ".join(runtime.requirements) + where if runtime.requirements
+                          else "none"))
     if runtime.mlambda_files:
         say("  with mlambda's " + ", ".join(runtime.mlambda_files))
     say("  routes: " + ", ".join(f"{r.method} /{t.alias}{r.path}" for r in t.routes))

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from mlambda import cli
 from mlambda.client import Client
-from mlambda.export import package
+from mlambda.export import package, sam
 from mlambda.registry import bundle_digest
 from tests.conftest import ROOT, Server, wait_for
 
@@ -268,6 +268,7 @@ def test_packages_on_the_volume_and_a_model_replaced_without_restart(
     packages = fn["Environment"]["Variables"]["MLAMBDA_PACKAGES"]
     rel = Path(packages).relative_to(fn["FileSystemConfigs"][0]["LocalMountPath"])
     assert (out / "efs" / rel / "msgspec").is_dir()
+    assert f"./volume.sh {sam.VOLUME_MOUNT} packages efs/{rel}\n" in (out / "README.md").read_text()
     first = tmp_path / "greeting.txt"
     first.write_text("hello from the volume")
     volume = volume_with(tmp_path, "greeting", first, out)
