@@ -1,8 +1,8 @@
 """`mlambda export aws` against a real server: the code is the registry's, byte for byte;
 the packages are Linux x86_64 wheels for the runtime and fit Lambda's limit; and the
-exported function, called the way Lambda's Python runtime calls it (its Python version,
-only the exported directories on sys.path, a real API Gateway proxy event, a Lambda
-context), answers as the local platform does on the same requests.
+exported function, run by AWS's own Python runtime client in the runtime's Python version
+with only the exported directories on sys.path (tests/lambda_runtime.py), given a real
+API Gateway proxy event, answers as the local platform does on the same requests.
 
 The wheels are downloaded once into the shared cache (~/.cache/mlambda/wheels, or
 MLAMBDA_WHEEL_CACHE); later runs read them from there.
@@ -33,11 +33,11 @@ from mlambda.client import Client
 from mlambda.export import package, sam
 from mlambda.registry import bundle_digest
 from tests.conftest import ROOT, Server, wait_for
+from tests.lambda_runtime import LambdaFunction
 
 EVENT = json.loads((ROOT / "tests" / "data" / "export" / "apigw-rest-proxy-event.json")
                    .read_text())
 CASES = ROOT / "tests" / "data" / "handwriting"
-RUNNER = ROOT / "tests" / "lambda_runtime.py"
 
 
 def lambda_python() -> str:
@@ -88,38 +88,8 @@ def proxy_event(body: str, path: str) -> dict[str, Any]:
     return event
 
 
-class LambdaRuntime:
-    """One execution environment: the runtime's Python, importing the handler once."""
-
-    def __init__(self, out: Path, env: dict[str, str], layer: bool = True) -> None:
-        template = yaml.safe_load((out / "template.yaml").read_text())
-        props = template["Resources"]["Function"]["Properties"]
-        variables = {k: v for k, v in props["Environment"]["Variables"].items()}
-        variables.update(env)
-        self.proc = subprocess.Popen(
-            [lambda_python(), "-I", "-S", str(RUNNER), str(out / "src"),
-             str(out / "layer") if layer else "-", props["Handler"]],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={"PATH": os.environ["PATH"], "AWS_LAMBDA_FUNCTION_MEMORY_SIZE":
-                 str(props["MemorySize"]), **variables})
-
-    def call(self, event: Any) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(event) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            assert self.proc.stderr is not None
-            raise AssertionError(f"the runtime exited: {self.proc.stderr.read()}")
-        out = json.loads(line)
-        assert "error" not in out, out
-        return out["result"]
-
-    def close(self) -> None:
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        self.proc.wait(30)
+def lambda_function(out: Path, env: dict[str, str], layer: bool = True) -> LambdaFunction:
+    return LambdaFunction(lambda_python(), out, env, layer)
 
 
 def volume_with(tmp: Path, name: str, model: Path, out: Path) -> Path:
@@ -203,7 +173,7 @@ def test_handwriting_answers_on_lambda_as_locally(server: Server, handwriting: P
     volume = volume_with(tmp_path, "handwriting", ROOT / "models" / "handwriting.onnx",
                          handwriting)
     cases = json.loads((CASES / "cases.json").read_text())
-    runtime = LambdaRuntime(handwriting, {"MLAMBDA_VOLUME": str(volume)})
+    runtime = lambda_function(handwriting, {"MLAMBDA_VOLUME": str(volume)})
     try:
         for i, case in enumerate(cases):
             body = json.dumps({"esun_uuid": f"{i:064x}", "esun_timestamp": 1700000000,
@@ -234,7 +204,7 @@ def test_echo_body_event_on_lambda_as_locally(server: Server, tmp_path: Path) ->
     assert r.exit_code == 0, r.output
     assert not (out / "layer").exists()  # echo imports nothing: no layer, no mlambda
     assert not (out / "src" / "mlambda").exists()
-    runtime = LambdaRuntime(out, {}, layer=False)
+    runtime = lambda_function(out, {}, layer=False)
     try:
         body = json.dumps({"hello": "世界", "n": [1, 2.5, None]})
         with server.client() as c:
@@ -275,8 +245,8 @@ def test_packages_on_the_volume_and_a_model_replaced_without_restart(
     r2 = subprocess.run(["sh", str(out / "volume.sh"), str(volume), "packages",
                          str(out / "efs" / rel)], capture_output=True, text=True, check=False)
     assert r2.returncode == 0, r2.stderr
-    runtime = LambdaRuntime(out, {"MLAMBDA_VOLUME": str(volume),
-                                  "MLAMBDA_PACKAGES": str(volume / rel)}, layer=False)
+    runtime = lambda_function(out, {"MLAMBDA_VOLUME": str(volume),
+                                    "MLAMBDA_PACKAGES": str(volume / rel)}, layer=False)
     try:
         event = proxy_event("{}", "/greeting")
         assert json.loads(runtime.call(event)["body"]) == {"greeting": "hello from the volume"}
@@ -323,3 +293,29 @@ def test_unknown_alias_and_a_foreign_directory_are_refused(server: Server,
     assert r.exit_code == 2
     assert "'default' is not a security group id" in r.stderr and "python3.9" in r.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_a_handlers_exception_is_a_lambda_function_error(server: Server, tmp_path: Path) -> None:
+    """Not caught by the entry point: Lambda's runtime reports it (it counts in `Errors`,
+    which the canary's alarm watches), with the handler's error type and message, as
+    mlambda's Invoke API does."""
+    out = tmp_path / "faulty"
+    r = export_here(server, "faulty", out)
+    assert r.exit_code == 0, r.output
+    with Client(server.url, server.admin_key) as c:
+        local = c.http.post("/2015-03-31/functions/faulty:live/invocations",
+                            content=json.dumps({"do": "raise"}))
+    assert local.headers["x-amz-function-error"] == "Unhandled"
+    function = lambda_function(out, {}, layer=False)
+    try:
+        kind, error = function.api.invoke(proxy_event(json.dumps({"do": "raise"}), "/faulty"),
+                                          lambda: function.proc.poll() is None)
+        assert kind == "error"
+        assert (error["errorType"], error["errorMessage"]) == (
+            local.json()["errorType"], local.json()["errorMessage"]) == (
+            "BadThing", "the handler raised on purpose")
+        # the environment lives on and answers the next call
+        ok = function.call(proxy_event(json.dumps({"do": "nothing"}), "/faulty"))
+        assert ok["statusCode"] == 200 and "pid" in json.loads(ok["body"])
+    finally:
+        function.close()
