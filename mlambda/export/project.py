@@ -75,8 +75,7 @@ class Result:
 # -- reading mlambda ---------------------------------------------------------------------
 
 
-def fetch(client: Client, function: str, alias: str,
-          plans: tuple[sam.UsagePlan, ...] = ()) -> Source:
+def fetch(client: Client, function: str, alias: str) -> Source:
     aliases = {a["name"]: a for a in client.aliases(function)}
     if alias not in aliases:
         known = ", ".join(sorted(aliases)) or "none"
@@ -107,9 +106,10 @@ def fetch(client: Client, function: str, alias: str,
     if not routes:
         routes.append(sam.Route("POST", f"/{function}"))
         notes.append(f"{function}:{alias} has no route: the API gets POST /{function}")
+    plans = tuple(sam.plan_from_json(p) for p in client.plans())
     if not plans:
-        notes.append("no usage plans read from mlambda: the API gets one plan without "
-                     "limits ('default')")
+        notes.append("mlambda has no usage plans: the API gets one plan without limits "
+                     "('default')")
     target = sam.Target(spec, alias, a["version"], sha256, tuple(routes), plans)
     return Source(target, archive, tuple(client.models()), tuple(notes))
 

@@ -74,6 +74,8 @@ def export_here(server: Server, target: str, out: Path, *extra: str) -> Result:
 @pytest.fixture(scope="module")
 def handwriting(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("aws") / "handwriting"
+    with Client(server.url, server.admin_key) as c:  # a plan of mlambda's, to mirror
+        c.create_plan("export-gold", rate=50, burst=100, quota=100000, period="day")
     r = export(server, "handwriting:live", out)
     assert r.returncode == 0, r.stderr
     (out / "cli-output.txt").write_text(r.stdout)
@@ -143,11 +145,15 @@ def test_code_is_the_registrys_and_the_entry_point_only_refers_to_it(handwriting
         ROOT / "mlambda" / "volume.py").read_bytes()
 
 
-def test_exported_template_is_lint_clean(handwriting: Path) -> None:
+def test_exported_template_is_lint_clean_with_mlambdas_plans(handwriting: Path) -> None:
     from cfnlint.api import lint
 
     matches = lint((handwriting / "template.yaml").read_text(), regions=["us-east-1"])
     assert matches == [], "\n".join(str(m) for m in matches)
+    resources = yaml.safe_load((handwriting / "template.yaml").read_text())["Resources"]
+    gold = resources["UsagePlanExportGold"]["Properties"]  # made by the fixture
+    assert gold["Throttle"] == {"RateLimit": 50.0, "BurstLimit": 100}
+    assert gold["Quota"] == {"Limit": 100000, "Period": "DAY"}
 
 
 def test_packages_are_lambdas_and_fit(handwriting: Path) -> None:
