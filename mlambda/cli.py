@@ -25,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 alias_app = typer.Typer(no_args_is_help=True, help="Aliases: names that point to versions.")
 routes_app = typer.Typer(no_args_is_help=True, help="Gateway routes: method + path -> target.")
 models_app = typer.Typer(no_args_is_help=True, help="Models in the shared volume.")
+export_app = typer.Typer(no_args_is_help=True, help="Export a function to another platform.")
 app.add_typer(alias_app, name="alias")
 app.add_typer(routes_app, name="routes")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: roles, plans, scope, expiry.")
@@ -32,6 +33,7 @@ plans_app = typer.Typer(no_args_is_help=True, help="Usage plans: rate, burst, qu
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(plans_app, name="plans")
+app.add_typer(export_app, name="export")
 console = Console()
 T = TypeVar("T")
 
@@ -473,6 +475,54 @@ def plans_rm(name: str) -> None:
     """Remove a usage plan that no key uses."""
     _call(lambda c: c.remove_plan(name))
     typer.echo(f"removed plan {name}")
+@export_app.command("aws")
+def export_aws(
+    function: Annotated[str, typer.Argument(help="FUNCTION or FUNCTION:ALIAS (default: live)")],
+    out: Annotated[Path, typer.Option(help="the SAM project's directory")],
+    region: Annotated[str, typer.Option(help="AWS region to deploy to")] = "us-east-1",
+    vpc_subnets: Annotated[list[str] | None, typer.Option(
+        help="subnet ids for the function and the volume (repeat, or comma-separated)")] = None,
+    security_group: Annotated[str | None, typer.Option(
+        help="security group id for the function and the volume")] = None,
+    packages_on_efs: Annotated[bool, typer.Option(
+        help="lay the Python packages out for the volume instead of a layer")] = False,
+    runtime: Annotated[str, typer.Option(help="Lambda runtime")] = "python3.12",
+    dry_run: Annotated[bool, typer.Option(
+        help="print what would be created and the monthly cost; write nothing")] = False,
+    requests_per_month: Annotated[int, typer.Option(help="for the cost estimate")] = 220_000,
+    duration_ms: Annotated[float, typer.Option(help="for the cost estimate")] = 500.0,
+) -> None:
+    """Write a SAM project (API Gateway + Lambda + EFS + CloudWatch) for a function's
+    aliased version, with its code unchanged, ready for `sam deploy`."""
+    from mlambda.export import package, project, sam
+
+    name, _, alias = function.partition(":")
+    subnets = tuple(s for arg in vpc_subnets or [] for s in arg.split(",") if s)
+    settings = project.Settings(
+        out=out, packages_on_efs=packages_on_efs, requests_per_month=requests_per_month,
+        duration_ms=duration_ms,
+        options=sam.Options(runtime=runtime, region=region, subnets=subnets,
+                            security_group=security_group))
+    problems = settings.options.problems()
+    if problems:
+        typer.echo("error: " + "; ".join(problems), err=True)
+        raise typer.Exit(2)
+    try:
+        source = _call(lambda c: project.fetch(c, name, alias or "live"))
+        if dry_run:
+            project.dry_run(source, settings, typer.echo)
+            return
+        result = project.export(source, settings, typer.echo)
+    except (project.ExportError, package.PackageError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    mb = 1024 * 1024
+    where = "on the volume" if packages_on_efs else "in the layer"
+    typer.echo(f"wrote {out}/ in {result.seconds:.1f} s: code {result.code_bytes / mb:.1f} MB, "
+               f"packages {result.packages_bytes / mb:.1f} MB {where}; unzipped "
+               f"{(result.code_bytes + (0 if packages_on_efs else result.packages_bytes)) / mb:.1f}"
+               f" MB of Lambda's 250 MB")
+    typer.echo(f"next: cd {out} && sam deploy (see README.md)")
 
 
 def _optional_key(role: str) -> str | None:

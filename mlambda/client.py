@@ -88,6 +88,11 @@ class Client:
         self.close()
 
     def _check(self, r: httpx.Response) -> Any:
+        self._check_status(r)
+        return r.json() if r.content else None
+
+    @staticmethod
+    def _check_status(r: httpx.Response) -> None:
         if r.status_code >= 400:
             try:
                 body = r.json()
@@ -95,7 +100,6 @@ class Client:
                 body = {}
             raise ClientError(r.status_code, body.get("errorType", "Error"),
                               body.get("errorMessage", r.text))
-        return r.json() if r.content else None
 
     # -- invoke -----------------------------------------------------------------------
 
@@ -141,6 +145,18 @@ class Client:
         result: list[dict[str, Any]] = self._check(
             self.http.get(f"/admin/v1/functions/{function}/versions"))
         return result
+
+    def version(self, function: str, version: str) -> dict[str, Any]:
+        """One version's sha256 and spec (its `function.toml` as parsed at deploy)."""
+        result: dict[str, Any] = self._check(
+            self.http.get(f"/admin/v1/functions/{function}/versions/{version}"))
+        return result
+
+    def bundle(self, function: str, version: str) -> tuple[bytes, str]:
+        """A version's code as the registry stores it: (.tar.gz, its sha256)."""
+        r = self.http.get(f"/admin/v1/functions/{function}/versions/{version}/bundle")
+        self._check_status(r)
+        return r.content, r.headers.get("x-mlambda-sha256", "")
 
     def aliases(self, function: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._check(

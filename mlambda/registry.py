@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import compileall
 import hashlib
+import io
 import json
 import os
 import shutil
 import sqlite3
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -207,6 +209,15 @@ def bundle_files(bundle: Path) -> Iterator[Path]:
     for path in bundle.rglob("*"):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
             yield path
+
+
+def bundle_archive(bundle: Path) -> bytes:
+    """A stored bundle as a .tar.gz of exactly the files `bundle_digest` covers."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path in sorted(bundle_files(bundle)):
+            tar.add(path, arcname=path.relative_to(bundle).as_posix())
+    return buf.getvalue()
 
 
 class Registry:

@@ -4,19 +4,30 @@ method of `ControlPlane`, this module only maps HTTP to it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlambda.errors import InvalidParameter, MlambdaError, NotFound, PayloadTooLarge
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
-from mlambda.registry import MAX_FIELD_NAME, MAX_MATCH, MAX_TTL_S, Idempotency, ModelRecord, Route
+from mlambda.registry import (
+    MAX_FIELD_NAME,
+    MAX_MATCH,
+    MAX_TTL_S,
+    Idempotency,
+    ModelRecord,
+    Route,
+    bundle_archive,
+)
 
 if TYPE_CHECKING:
     from mlambda.server import Platform
@@ -201,6 +212,25 @@ def build_admin(platform: Platform) -> FastAPI:
         times = platform.registry.version_times(name)
         return [{"version": v.version, "sha256": v.sha256, "created_at": times[v.version]}
                 for v in platform.registry.versions(name)]
+
+    @app.get("/admin/v1/functions/{name}/versions/{version}", dependencies=guarded)
+    async def get_version(name: str, version: str) -> dict[str, Any]:
+        """One version: its code's SHA-256 and its `function.toml`, as parsed at deploy."""
+        v = platform.registry.version(name, version)
+        return {"function": v.function, "version": v.version, "sha256": v.sha256,
+                "created_at": platform.registry.version_times(name)[v.version],
+                "spec": msgspec.to_builtins(v.spec)}
+
+    @app.get("/admin/v1/functions/{name}/versions/{version}/bundle", dependencies=guarded,
+             response_class=Response,
+             responses={200: {"content": {"application/gzip": {}}}})
+    async def get_bundle(name: str, version: str) -> Response:
+        """The version's code exactly as stored (a .tar.gz whose files hash to its sha256),
+        e.g. for `mlambda export`."""
+        v = platform.registry.version(name, version)
+        archive = await asyncio.to_thread(bundle_archive, Path(v.bundle))  # off the hot loop
+        return Response(archive, media_type="application/gzip",
+                        headers={"x-mlambda-sha256": v.sha256})
 
     @app.post("/admin/v1/functions/{name}/versions", dependencies=guarded, status_code=201)
     async def publish_version(name: str) -> dict[str, Any]:
