@@ -23,6 +23,7 @@ import uvicorn
 
 from mlambda import plans
 from mlambda.control import ControlPlane
+from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
@@ -32,10 +33,12 @@ from mlambda.keys import ApiKey, KeyRing, hash_secret, new_key_id, new_secret
 from mlambda.registry import Alias, Idempotency, Registry, Route
 from mlambda.router import Router
 from mlambda.runtime.chaining import Chaining
-from mlambda.runtime.dispatcher import VersionRef
+from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import ModelLoaded
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
+from mlambda.telemetry.metrics import Metrics
+from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
 
 log = logging.getLogger("mlambda")
@@ -57,12 +60,18 @@ class Platform:
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
         chaining = Chaining(self.router.resolve, lambda v, item: self.engine.submit(v, item))
-        self.engine = LocalEngine(str(self.volume), on_model=self.on_model_loaded,
-                                  on_invoke=chaining.on_invoke)
+        self.metrics: Metrics | None = None
+        self.engine = LocalEngine(str(self.volume), on_outcome=self.on_outcome,
+                                  on_model=self.on_model_loaded, on_invoke=chaining.on_invoke)
+        if settings.telemetry:
+            store = MetricStore(self.data / "metrics.db", Retention(
+                settings.metrics_retention_10s_h * 3600, settings.metrics_retention_1m_d * 86400))
+            self.metrics = Metrics(store, self.engine, settings.metrics_flush_s)
+        self.prices_path = self.install_prices()
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
-                               build_admin(self), self.start, self.stop)
+                               build_admin(self), self.start, self.stop, self.metrics)
         self.flusher: asyncio.Task[None] | None = None
 
     # -- first start --------------------------------------------------------------------
@@ -82,6 +91,25 @@ class Platform:
                 f.write(secret + "\n")
             created[role] = secret
         return created
+
+    def install_prices(self) -> Path:
+        """The price file `mlambda cost` uses: MLAMBDA_PRICES, or DATA/prices.toml, which
+        starts as a copy of the packaged one so the user can edit it."""
+        if self.settings.prices:
+            return Path(self.settings.prices)
+        path = self.data / "prices.toml"
+        if not path.exists():
+            shutil.copyfile(DEFAULT_PRICES, path)
+        return path
+
+    def prices(self) -> Prices:
+        """Read on each use: an edit counts at once."""
+        return load_prices(self.prices_path)
+
+    def memory_mb(self, function: str) -> int:
+        """The memory size of the function's newest version."""
+        versions = self.registry.versions(function)
+        return versions[-1].spec.memory_mb if versions else 0
 
     def seed(self) -> None:
         """Deploy the seed file's functions (and put its models into the volume) that the
@@ -171,6 +199,8 @@ class Platform:
     async def start(self) -> None:
         await self.engine.start()
         self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
+        if self.metrics is not None:
+            await self.metrics.start()
         url = f"http://{self.settings.host}:{self.settings.port}"
         print(f"mlambda: starting on {url} (data: {self.data})", flush=True)
         if self.new_secrets:
@@ -189,8 +219,15 @@ class Platform:
             self.flush_usage()
         except sqlite3.Error:
             log.exception("could not persist the last usage counts")
+        if self.metrics is not None:
+            await self.metrics.stop()  # after the drain: its last outcomes are counted
         self.registry.close()
         print("mlambda: stopped", flush=True)
+
+    def on_outcome(self, version: VersionRef, outcome: Outcome) -> None:
+        """Every invocation's end, from the dispatchers: to the telemetry."""
+        if self.metrics is not None:
+            self.metrics.on_outcome(version, outcome)
 
     def on_model_loaded(self, version: VersionRef, msg: ModelLoaded) -> None:
         self.control.on_model_loaded(version, msg)

@@ -14,6 +14,12 @@ def _meta(env: str, doc: str) -> dict[str, str]:
     return {"env": env, "doc": doc}
 
 
+def _flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default="127.0.0.1", metadata=_meta("MLAMBDA_HOST", "address to listen on"))
@@ -35,13 +41,24 @@ class Settings:
         "MLAMBDA_IDEMPOTENCY_MB", "memory for answers kept for retries, at most (MB)"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
+    telemetry: bool = field(default=True, metadata=_meta(
+        "MLAMBDA_TELEMETRY", "collect metrics (0 turns collection, /metrics and cost off)"))
+    metrics_flush_s: float = field(default=10.0, metadata=_meta(
+        "MLAMBDA_METRICS_FLUSH_S", "how often metrics are written to DATA/metrics.db"))
+    metrics_retention_10s_h: float = field(default=24.0, metadata=_meta(
+        "MLAMBDA_METRICS_RETENTION_10S_H", "hours 10-second metric points are kept"))
+    metrics_retention_1m_d: float = field(default=30.0, metadata=_meta(
+        "MLAMBDA_METRICS_RETENTION_1M_D", "days 1-minute (and 1-hour) rollups are kept"))
+    prices: str = field(default="", metadata=_meta(
+        "MLAMBDA_PRICES", "price file for `mlambda cost` (default: DATA/prices.toml, copied "
+                          "from the packaged, dated and sourced one on first start)"))
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Defaults, then environment variables, then explicit (CLI) overrides."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            convert: Any = type(f.default)
+            convert: Any = _flag if isinstance(f.default, bool) else type(f.default)
             raw = os.environ.get(f.metadata["env"])
             if raw is not None:
                 values[f.name] = convert(raw)

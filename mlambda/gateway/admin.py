@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from mlambda.errors import InvalidParameter, MlambdaError, PayloadTooLarge
+from mlambda.gateway.metrics_api import add_metric_routes
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
 from mlambda.registry import MAX_FIELD_NAME, MAX_MATCH, MAX_TTL_S, Idempotency, ModelRecord, Route
@@ -358,4 +359,5 @@ def build_admin(platform: Platform) -> FastAPI:
         """Remove a plan that no key uses."""
         control.remove_plan(name)
 
+    add_metric_routes(app, platform, guarded)
     return app
