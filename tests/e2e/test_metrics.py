@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlambda.client import Client
 from mlambda.keys import ApiKey, hash_secret, new_key_id, new_secret
 from mlambda.registry import Registry
 from tests.conftest import Server, assert_all_gone, start_server, wait_for
@@ -104,6 +105,23 @@ def test_invocations_errors_throttles_and_cold_starts_are_exact(metered: Server)
     assert invoke_api["summary"]["Requests"] == 2
 
 
+def test_usage_plan_429s_are_throttles_by_their_reason(metered: Server) -> None:
+    with Client(metered.url, metered.admin_key) as sdk:
+        sdk.create_plan("one-burst", rate=0.001, burst=1)
+        sdk.create_plan("one-a-day", rate=1000, burst=1000, quota=1, period="day")
+        trickle = sdk.create_key("trickle", "invoke", plan="one-burst")["secret"]
+        daily = sdk.create_key("daily", "invoke", plan="one-a-day")["secret"]
+    for secret, reason in ((trickle, "CallerRateLimitExceeded"), (daily, "QuotaExceeded")):
+        with metered.client(secret) as c:
+            codes = [c.post("/proxy", json={}).status_code for _ in range(3)]
+        assert codes[0] < 300 and codes[1:] == [429, 429], (reason, codes)
+    want = {"CallerRateLimitExceeded": 2, "QuotaExceeded": 2}
+    proxy = counts(metered, function="proxy")
+    assert (proxy["Invocations"], proxy["by"]["Throttles"]) == (2, want)
+    assert counts(metered, function="proxy", alias="live")["by"]["Throttles"] == want
+    assert counts(metered, function="proxy", version="1")["Throttles"] == 0  # none chosen yet
+
+
 def test_a_series_has_one_point_per_period(metered: Server) -> None:
     m = metrics(metered, function="echo", since="5m", period=60)
     points = m["series"]["Invocations"]
@@ -154,6 +172,7 @@ def test_prometheus_text_parses_and_counts_the_same(metered: Server) -> None:
     assert value("mlambda_errors_total", function="faulty", version="1",
                  error_type="BadThing") == 2
     assert value("mlambda_throttles_total", function="slow", reason="QueueFull") == 3
+    assert value("mlambda_throttles_total", function="proxy", reason="QuotaExceeded") == 2
     assert value("mlambda_alias_invocations_total", function="echo", alias="live") == 6
     assert value("mlambda_http_requests_total", route="POST /slow", status_class="4xx") == 3
     assert value("mlambda_duration_seconds_count", function="echo", version="1") == 8
