@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from mlambda.engines.local import LocalEngine
-from mlambda.errors import function_error
+from mlambda.errors import TooManyRequests, function_error
 from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.spec import FunctionSpec
 from mlambda.telemetry import series as s
@@ -43,6 +43,9 @@ def test_events_land_in_their_series_and_functions_merge_their_versions(
     metrics.throttled("f", "live", "1", "QueueFull")
     metrics.throttled("f", "live", None, "LimitExceededException")  # no version chosen yet
     metrics.request("POST /f", 429, 0.002)
+    pushed_out = TooManyRequests("full", "QueueFull").info()  # displaced by a lighter key
+    metrics.on_outcome(v1, Outcome("r", "1", b"", pushed_out, 0, (), 0.0, 5.0, None, 0, "", 0,
+                                   ""))
     events, metrics.pending = metrics.pending, []
     metrics.absorb(events, [("f", "1", {"idle": 1}, 0), ("f", "2", {"busy": 1}, 3)])
     metrics.count_busy()
@@ -50,7 +53,7 @@ def test_events_land_in_their_series_and_functions_merge_their_versions(
     f, one = points[SeriesKey("f")], points[SeriesKey("f", "", "1")]
     assert f.counts[s.INVOCATIONS] == 3 and one.counts[s.INVOCATIONS] == 2
     assert f.total(s.ERRORS) == 1 and f.counts[s.COLD_STARTS] == 1
-    assert f.labels(s.THROTTLES, f.counts) == {"QueueFull": 1, "LimitExceededException": 1}
+    assert f.labels(s.THROTTLES, f.counts) == {"QueueFull": 2, "LimitExceededException": 1}
     assert points[SeriesKey("f", "live")].total(s.THROTTLES) == 2
     assert points[SeriesKey("f", "live")].counts[s.INVOCATIONS] == 1
     assert SeriesKey("f", "2") not in points

@@ -26,12 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from mlambda.engines.base import Engine
+from mlambda.errors import http_status
 from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.telemetry import series as s
 from mlambda.telemetry.metricstore import ROLLUP, MetricStore, SeriesKey
 from mlambda.telemetry.series import Point
 
 log = logging.getLogger("mlambda.metrics")
+QUEUE_FULL = "QueueFull"  # the dispatcher's reason; the only 429 that comes as an outcome
 T = TypeVar("T")
 STATUS_CLASS = {1: "Requests:1xx", 2: "Requests:2xx", 3: "Requests:3xx", 4: "Requests:4xx",
                 5: "Requests:5xx"}
@@ -297,6 +299,10 @@ def peak(spans: list[tuple[float, float]]) -> int:
 
 
 def record(p: Point, o: Outcome, memory_mb: float) -> None:
+    if o.error is not None and http_status(o.error) == 429:
+        # pushed out of a full queue by a lighter key's request: a throttle, not a run
+        p.add(s.labelled(s.THROTTLES, QUEUE_FULL))
+        return
     p.add(s.INVOCATIONS)
     if o.error is not None:
         p.add(s.labelled(s.ERRORS, o.error.error_type))
