@@ -116,8 +116,15 @@ def test_usage_plan_429s_are_throttles_by_their_reason(metered: Server) -> None:
             codes = [c.post("/proxy", json={}).status_code for _ in range(3)]
         assert codes[0] < 300 and codes[1:] == [429, 429], (reason, codes)
     want = {"CallerRateLimitExceeded": 2, "QuotaExceeded": 2}
-    proxy = counts(metered, function="proxy")
-    assert (proxy["Invocations"], proxy["by"]["Throttles"]) == (2, want)
+
+    def seen() -> tuple[float, dict[str, float]]:
+        proxy = counts(metered, function="proxy")
+        return proxy["Invocations"], proxy["by"]["Throttles"]
+
+    try:
+        wait_for(lambda: seen() == (2, want), 5, "the proxy's invocations and throttles")
+    except AssertionError:
+        raise AssertionError(f"{seen()}; server log:\n{metered.log()[-3000:]}") from None
     assert counts(metered, function="proxy", alias="live")["by"]["Throttles"] == want
     assert counts(metered, function="proxy", version="1")["Throttles"] == 0  # none chosen yet
 
