@@ -645,6 +645,107 @@ def _duration(name: str, text: str) -> float:
     raise ValueError(f"--{name}: expected a duration such as 60s, 2m or 500ms, got {text!r}")
 
 
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if value != int(value) else f"{int(value):,}"
+
+
+@app.command()
+def metrics(
+    function: Annotated[str, typer.Argument(help="the function (or 'METHOD /path' with --route)")],
+    since: Annotated[str, typer.Option(help="15m, 1h, 30d, seconds ago or ISO 8601")] = "1h",
+    until: Annotated[str | None, typer.Option(help="as --since; default now")] = None,
+    period: Annotated[int | None, typer.Option(help="10 or a multiple of 60 s")] = None,
+    alias: Annotated[str | None, typer.Option(help="only this alias")] = None,
+    version: Annotated[str | None, typer.Option(help="only this version")] = None,
+    route: Annotated[bool, typer.Option(help="FUNCTION is a gateway route")] = False,
+    rows: Annotated[int, typer.Option(help="most recent periods shown")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """A function's metrics over a range: a summary, then one row per period."""
+    r = _call(lambda c: c.metrics(None if route else function, alias=alias, version=version,
+                                  route=function if route else None, since=since, until=until,
+                                  period=period))
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    what = r["route"] or ":".join(x for x in (r["function"], r["alias"] or r["version"]) if x)
+    s = r["summary"]
+    if route:
+        columns = ["Requests", "LatencyP50", "LatencyP99", "LatencyMax"]
+        by = s["breakdown"]["Requests"]
+        detail = ", ".join(f"{k} {_num(v)}" for k, v in sorted(by.items())) or "none"
+        typer.echo(f"{what}: {_num(s['Requests'])} requests ({detail}), latency p50 "
+                   f"{_num(s['LatencyP50'])} ms, p99 {_num(s['LatencyP99'])} ms")
+    else:
+        columns = ["Invocations", "Errors", "Throttles", "ColdStarts", "DurationP50",
+                   "DurationP99", "ConcurrentExecutions", "Instances", "BatchSizeAvg"]
+        errors = ", ".join(f"{k} {_num(v)}" for k, v in s["breakdown"]["Errors"].items())
+        throttles = ", ".join(f"{k} {_num(v)}" for k, v in s["breakdown"]["Throttles"].items())
+        typer.echo(
+            f"{what}: {_num(s['Invocations'])} invocations, {_num(s['Errors'])} errors"
+            f"{f' ({errors})' if errors else ''}, {_num(s['Throttles'])} throttles"
+            f"{f' ({throttles})' if throttles else ''}, {_num(s['ColdStarts'])} cold starts; "
+            f"duration p50 {_num(s['DurationP50'])} ms, p99 {_num(s['DurationP99'])} ms, "
+            f"max {_num(s['DurationMax'])} ms; peak concurrency "
+            f"{_num(s['ConcurrentExecutions'])}; {s['BilledGBSeconds']:.3f} GB-s billed")
+    series = r["series"]
+    stamps = [ts for ts, _ in series[columns[0]]]
+    active = [i for i in range(len(stamps))
+              if any(series[c][i][1] for c in columns)][-rows:]
+    _table(f"per {r['period']} s (periods with activity, newest {rows})", ["time", *columns],
+           [[_when(stamps[i]), *(_num(series[c][i][1]) for c in columns)] for i in active])
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+@app.command()
+def cost(
+    function: Annotated[str | None, typer.Argument(help="one function; default: all")] = None,
+    since: Annotated[str, typer.Option(help="the measured range: 1h, 7d, 30d...")] = "30d",
+    scenario: Annotated[str | None, typer.Option(
+        help='imagined traffic instead, e.g. "10000/day 0.5s 8GB 22days" (+ peak=N)')] = None,
+    sheet: Annotated[str | None, typer.Option(help="a price sheet of the price file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """What the traffic costs on AWS Lambda + API Gateway, next to an always-on server
+    sized for its peak and to this machine."""
+    if scenario is not None:
+        r = _call(lambda c: c.cost_scenario(scenario, sheet))
+        heading = f"scenario {scenario!r}, a month"
+    else:
+        r = _call(lambda c: c.cost(function, since, sheet))
+        heading = f"{function or 'all functions'}, last {since} ({r['hours']:.1f} h)"
+    if as_json:
+        typer.echo(json.dumps(r))
+        return
+    aws, u = r["aws"], r["usage"]
+    typer.echo(f"{heading}; prices: {r['sheet']['name']} ({r['sheet']['date']})")
+    typer.echo(f"  usage: {u['requests']:,.0f} requests, {u['gb_seconds']:,.6g} GB-s, "
+               f"peak {u['peak_concurrency']:g} concurrent")
+    typer.echo(f"  AWS Lambda + API Gateway: {_usd(aws['lambda_compute_usd'])} compute + "
+               f"{_usd(aws['lambda_requests_usd'])} requests + {_usd(aws['api_usd'])} API = "
+               f"{_usd(aws['total_usd'])} ({_usd(aws['monthly_usd'])} a month at this rate)")
+    server = aws["server"]
+    if server is not None:
+        count = f"{server['count']} x " if server["count"] > 1 else ""
+        saving = aws["saving_vs_server"]
+        typer.echo(f"  always-on server ({count}{server['name']}, {server['vcpus']} vCPU, "
+                   f"{server['memory_gb']:g} GB): {_usd(server['total_usd'])} "
+                   f"({_usd(server['monthly_usd'])} a month)"
+                   + (f"; Lambda saves {saving:.1%}" if saving is not None else ""))
+    m = r["this_machine"]
+    typer.echo(f"  this machine ({m['cpus']} cores, {m['memory_gb']:g} GB, priced as "
+               f"{m['priced_as']}): {_usd(m['total_usd'])} ({_usd(m['monthly_usd'])} a month)")
+    for f in r.get("functions", []):
+        typer.echo(f"    {f['function']}: {f['invocations']:,.0f} invocations, "
+                   f"{f['gb_seconds']:,.6g} GB-s at {f['memory_mb']} MB, peak "
+                   f"{f['peak_concurrency']:g}, {_usd(f['total_usd'])}")
+
+
 def main() -> None:
     sys.exit(app())
 

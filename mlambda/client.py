@@ -306,3 +306,38 @@ class Client:
 
     def remove_plan(self, name: str) -> None:
         self._check(self.http.delete(f"/admin/v1/plans/{_part(name)}"))
+
+    # -- metrics and cost -------------------------------------------------------------
+
+    def metrics(self, function: str | None = None, *, alias: str | None = None,
+                version: str | None = None, route: str | None = None, since: str = "1h",
+                until: str | None = None, period: int | None = None) -> dict[str, Any]:
+        """A function's (alias's, version's) or a route's metrics: `{"period", "series":
+        {name: [[unix_ts, value], ...]}, "breakdown", "summary", ...}`."""
+        params: dict[str, Any] = {"since": since}
+        for name, value in (("function", function), ("alias", alias), ("version", version),
+                            ("route", route), ("until", until), ("period", period)):
+            if value is not None:
+                params[name] = value
+        result: dict[str, Any] = self._check(self.http.get("/admin/v1/metrics", params=params))
+        return result
+
+    def metrics_overview(self) -> dict[str, Any]:
+        """Every function now: requests/s, errors, p99, instances, cost so far today."""
+        result: dict[str, Any] = self._check(self.http.get("/admin/v1/metrics/overview"))
+        return result
+
+    def cost(self, function: str | None = None, since: str = "30d",
+             sheet: str | None = None) -> dict[str, Any]:
+        """Measured usage priced as Lambda + API Gateway, next to an always-on server."""
+        params = {k: v for k, v in (("function", function), ("since", since),
+                                    ("sheet", sheet)) if v is not None}
+        result: dict[str, Any] = self._check(self.http.get("/admin/v1/cost", params=params))
+        return result
+
+    def cost_scenario(self, scenario: str, sheet: str | None = None) -> dict[str, Any]:
+        """A month of imagined traffic, e.g. "10000/day 0.5s 8GB 22days", priced alike."""
+        params = {"scenario": scenario, **({"sheet": sheet} if sheet else {})}
+        result: dict[str, Any] = self._check(
+            self.http.get("/admin/v1/cost/scenario", params=params))
+        return result

@@ -194,6 +194,10 @@ class Route:
     qualifier: str
     idempotency: Idempotency | None = None
 
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
 
 def bundle_digest(bundle: Path) -> str:
     """SHA-256 over the bundle's files (relative path and content), in a stable order."""

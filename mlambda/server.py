@@ -25,6 +25,7 @@ import uvicorn
 from mlambda import plans
 from mlambda.control import ControlPlane
 from mlambda.engines.base import Engine
+from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
@@ -37,11 +38,13 @@ from mlambda.registry import Alias, Idempotency, Registry, Route
 from mlambda.router import Router
 from mlambda.runtime import sandbox
 from mlambda.runtime.chaining import Chaining
-from mlambda.runtime.dispatcher import VersionRef
+from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import ModelLoaded
 from mlambda.runtime.sandbox import Limits
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
+from mlambda.telemetry.metrics import Metrics
+from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
 
 log = logging.getLogger("mlambda")
@@ -63,12 +66,18 @@ class Platform:
         self.router = Router(self.registry)
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
+        self.metrics: Metrics | None = None
         self.engine = self.make_engine()
+        if settings.telemetry:
+            store = MetricStore(self.data / "metrics.db", Retention(
+                settings.metrics_retention_10s_h * 3600, settings.metrics_retention_1m_d * 86400))
+            self.metrics = Metrics(store, self.engine, settings.metrics_flush_s)
+        self.prices_path = self.install_prices()
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter,
                                     max_bundle_bytes=settings.max_bundle_bytes)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
-                               build_admin(self), self.start, self.stop)
+                               build_admin(self), self.start, self.stop, metrics=self.metrics)
         self.flusher: asyncio.Task[None] | None = None
 
     def make_engine(self) -> Engine:
@@ -77,8 +86,9 @@ class Platform:
         if settings.engine == "local":
             chaining = Chaining(self.router.resolve,
                                 lambda v, item: self.engine.submit(v, item))
-            return LocalEngine(str(self.volume), on_model=self.on_model_loaded,
-                               on_invoke=chaining.on_invoke, limits=self.limits)
+            return LocalEngine(str(self.volume), on_outcome=self.on_outcome,
+                               on_model=self.on_model_loaded, on_invoke=chaining.on_invoke,
+                               limits=self.limits)
         if settings.engine == "ray":
             try:
                 from mlambda.engines.ray import RayEngine
@@ -131,6 +141,25 @@ class Platform:
                         "(uid %d) and could read the data directory; its environment and "
                         "rlimits (but RLIMIT_NPROC) are still confined", os.getuid())
         return limits
+
+    def install_prices(self) -> Path:
+        """The price file `mlambda cost` uses: MLAMBDA_PRICES, or DATA/prices.toml, which
+        starts as a copy of the packaged one so the user can edit it."""
+        if self.settings.prices:
+            return Path(self.settings.prices)
+        path = self.data / "prices.toml"
+        if not path.exists():
+            shutil.copyfile(DEFAULT_PRICES, path)
+        return path
+
+    def prices(self) -> Prices:
+        """Read on each use: an edit counts at once."""
+        return load_prices(self.prices_path)
+
+    def memory_mb(self, function: str) -> int:
+        """The memory size of the function's newest version."""
+        versions = self.registry.versions(function)
+        return versions[-1].spec.memory_mb if versions else 0
 
     def seed(self) -> None:
         """Deploy the seed file's functions (and put its models into the volume) that the
@@ -220,6 +249,8 @@ class Platform:
     async def start(self) -> None:
         await self.engine.start()
         self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
+        if self.metrics is not None:
+            await self.metrics.start()
         scheme = "https" if self.settings.tls_cert is not None else "http"
         url = f"{scheme}://{self.settings.host}:{self.settings.port}"
         print(f"mlambda: starting on {url} (data: {self.data})", flush=True)
@@ -239,8 +270,15 @@ class Platform:
             self.flush_usage()
         except sqlite3.Error:
             log.exception("could not persist the last usage counts")
+        if self.metrics is not None:
+            await self.metrics.stop()  # after the drain: its last outcomes are counted
         self.registry.close()
         print("mlambda: stopped", flush=True)
+
+    def on_outcome(self, version: VersionRef, outcome: Outcome) -> None:
+        """Every invocation's end, from the dispatchers: to the telemetry."""
+        if self.metrics is not None:
+            self.metrics.on_outcome(version, outcome)
 
     def on_model_loaded(self, version: VersionRef, msg: ModelLoaded) -> None:
         self.control.on_model_loaded(version, msg)

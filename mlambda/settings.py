@@ -14,6 +14,12 @@ def _meta(env: str, doc: str, kind: type | None = None) -> dict[str, Any]:
     return {"env": env, "doc": doc, "type": kind}
 
 
+def _flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = field(default="127.0.0.1", metadata=_meta("MLAMBDA_HOST", "address to listen on"))
@@ -76,13 +82,25 @@ class Settings:
         "RLIMIT_NPROC of a function's uid: its processes and threads, all instances together"))
     fn_max_file_mb: float = field(default=1024.0, metadata=_meta(
         "MLAMBDA_FN_MAX_FILE_MB", "RLIMIT_FSIZE: largest file a function may write"))
+    telemetry: bool = field(default=True, metadata=_meta(
+        "MLAMBDA_TELEMETRY", "collect metrics (0 turns collection, /metrics and cost off)"))
+    metrics_flush_s: float = field(default=10.0, metadata=_meta(
+        "MLAMBDA_METRICS_FLUSH_S", "how often metrics are written to DATA/metrics.db"))
+    metrics_retention_10s_h: float = field(default=24.0, metadata=_meta(
+        "MLAMBDA_METRICS_RETENTION_10S_H", "hours 10-second metric points are kept"))
+    metrics_retention_1m_d: float = field(default=30.0, metadata=_meta(
+        "MLAMBDA_METRICS_RETENTION_1M_D", "days 1-minute (and 1-hour) rollups are kept"))
+    prices: str = field(default="", metadata=_meta(
+        "MLAMBDA_PRICES", "price file for `mlambda cost` (default: DATA/prices.toml, copied "
+                          "from the packaged, dated and sourced one on first start)"))
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Defaults, then environment variables, then explicit (CLI) overrides."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            convert: Any = f.metadata["type"] or type(f.default)
+            convert: Any = f.metadata["type"] or (
+                _flag if isinstance(f.default, bool) else type(f.default))
             raw = os.environ.get(f.metadata["env"])
             if raw is not None:
                 values[f.name] = convert(raw)

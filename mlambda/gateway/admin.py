@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlambda.errors import InvalidParameter, MlambdaError, NotFound, PayloadTooLarge
+from mlambda.gateway.metrics_api import add_metric_routes
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
 from mlambda.registry import (
@@ -399,4 +400,5 @@ def build_admin(platform: Platform) -> FastAPI:
         """Remove a plan that no key uses."""
         control.remove_plan(name)
 
+    add_metric_routes(app, platform, guarded)
     return app

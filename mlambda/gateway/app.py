@@ -49,6 +49,8 @@ from mlambda.router import Router
 from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import Item, ProxyMeta
 from mlambda.settings import Settings
+from mlambda.telemetry import prometheus
+from mlambda.telemetry.metrics import Metrics
 
 Lifespan = Callable[[], Awaitable[None]]
 log = logging.getLogger("mlambda.gateway")
@@ -57,7 +59,8 @@ log = logging.getLogger("mlambda.gateway")
 class Gateway:
     def __init__(self, settings: Settings, router: Router, keyring: KeyRing, meter: Meter,
                  engine: Engine, admin: ASGIApp, startup: Lifespan, shutdown: Lifespan,
-                 dashboard: ASGIApp | None = None) -> None:
+                 dashboard: ASGIApp | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.router = router
         self.keyring = keyring
@@ -70,17 +73,25 @@ class Gateway:
         self.shutdown = shutdown
         self.idempotency = IdempotencyStore(settings.idempotency_entries,
                                             int(settings.idempotency_mb * 1024 * 1024))
+        self.metrics = metrics  # None: telemetry off
 
     @staticmethod
     def request_id() -> str:
         return str(uuid.uuid4())
 
-    def authenticate(self, scope: Scope, role: str | None = None) -> ApiKey:
+    def authenticate(self, scope: Scope, role: str | None = None,
+                     bearer: bool = False) -> ApiKey:
         """The request's key, if it is valid now and its role grants `role` ("invoke",
-        "admin" or "metrics"; None: "invoke")."""
+        "admin" or "metrics"; None: "invoke"). With `bearer`, the key may also come as
+        `Authorization: Bearer <key>` (what a Prometheus scrape config sends)."""
         secret = header(scope, b"x-api-key")
+        if not secret and bearer:
+            scheme, _, token = (header(scope, b"authorization") or b"").partition(b" ")
+            if scheme.lower() == b"bearer":
+                secret = token.strip()
         if not secret:
-            raise Unauthorized("missing API key: send it in the x-api-key header")
+            also = " or as Authorization: Bearer <key>" if bearer else ""
+            raise Unauthorized(f"missing API key: send it in the x-api-key header{also}")
         now = time.time()
         key = self.keyring.check(secret, now)
         action = role or "invoke"
@@ -117,14 +128,22 @@ class Gateway:
         path: str = scope["path"]
         route = self.router.routes.get((scope["method"], path))
         if route is not None:
-            await self.invoke_route(route, scope, receive, send)
+            start = time.perf_counter()
+            status = await self.invoke_route(route, scope, receive, send)
+            if self.metrics is not None:
+                self.metrics.request(route.label, status, time.perf_counter() - start)
         elif path.startswith(invoke.PREFIX) and path.endswith(invoke.SUFFIX):
             if scope["method"] != "POST":
                 await respond(send, 405, error_body(NotFound("use POST").info()))
             else:
-                await invoke.invoke_api(self, scope, receive, send)
+                start = time.perf_counter()
+                status = await invoke.invoke_api(self, scope, receive, send)
+                if self.metrics is not None:
+                    self.metrics.request(invoke.ROUTE, status, time.perf_counter() - start)
         elif path == "/healthz":
             await respond(send, 200, b'{"status":"ok"}')
+        elif path == "/metrics":
+            await self.prometheus(scope, send)
         elif path.startswith("/admin/"):
             await self.admin(scope, receive, send)
         elif path == "/dashboard" or path.startswith("/dashboard/"):
@@ -137,8 +156,9 @@ class Gateway:
         await respond_error(send, NotFound(f"no route for {scope['method']} {scope['path']}"))
 
     async def invoke_route(self, route: Route, scope: Scope, receive: Receive,
-                           send: Send) -> None:
+                           send: Send) -> int:
         limits = NO_HEADERS
+        version: VersionRef | None = None
         try:
             key = self.authenticate(scope)
             limits = self.admit(key, route.function)
@@ -149,14 +169,24 @@ class Gateway:
                 meta = self.proxy_meta(scope, route, key)
             item = Item(self.request_id(), body, meta)
             if route.idempotency is None:
-                answer = answer_of(await self.engine.submit(version, item, key.key_id,
-                                                            key.weight))
+                answer = answer_of(await self.run(route, version, item, key))
             else:
                 answer = await self.once(route, route.idempotency, key, version, item)
         except MlambdaError as exc:
-            await respond_error(send, exc, limits)
-            return
-        await respond(send, answer.status, answer.body, [*answer.headers, *limits])
+            if exc.status == 429 and self.metrics is not None:
+                self.metrics.throttled(route.function, route.qualifier,
+                                       version.version if version else None,
+                                       getattr(exc, "reason", exc.error_type))
+            return await respond_error(send, exc, limits)
+        return await respond(send, answer.status, answer.body, [*answer.headers, *limits])
+
+    async def run(self, route: Route, version: VersionRef, item: Item, key: ApiKey) -> Outcome:
+        """Invoke `version` and wait for its outcome (which the route's alias counts)."""
+        outcome = await self.engine.submit(version, item, key.key_id, key.weight)
+        if self.metrics is not None:
+            self.metrics.on_alias_outcome(route.function, route.qualifier, outcome,
+                                          version.spec.memory_mb)
+        return outcome
 
     async def once(self, route: Route, rule: Idempotency, key: ApiKey, version: VersionRef,
                    item: Item) -> Answer:
@@ -164,7 +194,7 @@ class Gateway:
         the same question that is running, replay its stored answer, or run it."""
         ids = identify(rule, item.payload)
         if ids is None:  # no key field: an ordinary request
-            return answer_of(await self.engine.submit(version, item, key.key_id, key.weight))
+            return answer_of(await self.run(route, version, item, key))
         ident = (f"{route.method} {route.path}", key.key_id, ids[0])
         slot, role = self.idempotency.claim(ident, ids[1], time.monotonic())
         if role is Role.REPLAY:
@@ -177,6 +207,9 @@ class Gateway:
         except BaseException as exc:
             self.idempotency.abandon(slot, exc)
             raise
+        if self.metrics is not None:  # the alias ran it once, however many asked
+            self.metrics.on_alias_future(route.function, route.qualifier,
+                                         version.spec.memory_mb, future)
         # settled by the invocation itself, whatever becomes of this request
         future.add_done_callback(functools.partial(self.settle, slot, rule.ttl_s))
         return await asyncio.shield(slot.done)
@@ -188,6 +221,23 @@ class Gateway:
             self.idempotency.abandon(slot, exc)
         else:
             self.idempotency.settle(slot, answer_of(future.result()), ttl_s, time.monotonic())
+
+    async def prometheus(self, scope: Scope, send: Send) -> None:
+        """GET /metrics (Prometheus text) for a key whose role grants `metrics` (admin or
+        metrics), as x-api-key or `Authorization: Bearer`."""
+        try:
+            self.authenticate(scope, "metrics", bearer=True)
+            if scope["method"] != "GET":
+                raise NotFound("use GET /metrics")
+            if self.metrics is None:
+                raise NotFound("telemetry is off on this server (MLAMBDA_TELEMETRY=0)")
+        except MlambdaError as exc:
+            await respond_error(send, exc)
+            return
+        gauges = self.metrics.sample(idle_too=True)
+        body = await self.metrics.read_cumulative(
+            lambda points: prometheus.exposition(points, gauges))
+        await respond(send, 200, body, [(b"content-type", prometheus.CONTENT_TYPE.encode())])
 
     @staticmethod
     def proxy_meta(scope: Scope, route: Route, key: ApiKey) -> ProxyMeta:

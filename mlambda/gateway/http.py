@@ -61,10 +61,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def respond(send: Send, status: int, body: bytes,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+                  headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    """Send a whole response; returns its status (for the route's metrics)."""
     await send({"type": "http.response.start", "status": status,
                 "headers": headers if headers is not None else [JSON]})
     await send({"type": "http.response.body", "body": body})
+    return status
 
 
 def error_body(info: ErrorInfo, **extra: Any) -> bytes:
@@ -72,10 +74,12 @@ def error_body(info: ErrorInfo, **extra: Any) -> bytes:
 
 
 async def respond_error(send: Send, exc: MlambdaError,
-                        extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    """An error's JSON answer, with its own headers (Retry-After...) and `extra` ones."""
+                        extra: tuple[tuple[bytes, bytes], ...] = ()) -> int:
+    """An error's JSON answer, with its own headers (Retry-After...) and `extra` ones;
+    returns its status."""
     info = exc.info()
-    await respond(send, http_status(info), error_body(info), [JSON, *exc.headers(), *extra])
+    return await respond(send, http_status(info), error_body(info),
+                         [JSON, *exc.headers(), *extra])
 
 
 def with_security_headers(app: ASGIApp) -> ASGIApp:

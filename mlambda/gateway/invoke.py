@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote
 from mlambda.errors import ErrorInfo, InvalidParameter, MlambdaError, TooManyRequests, http_status
 from mlambda.gateway.http import Receive, Scope, Send, encode_json, header, read_body, respond
 from mlambda.gateway.throttle import NO_HEADERS, Headers
+from mlambda.runtime.dispatcher import VersionRef
 from mlambda.runtime.protocol import Item
 from mlambda.spec import check_name
 from mlambda.telemetry.logs import invocation_log
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/2015-03-31/functions/"
 SUFFIX = "/invocations"
+ROUTE = "POST /2015-03-31/functions/{FunctionName}/invocations"  # its metrics' route name
 TAIL_BYTES = 4096
 INVOCATION_TYPES = {b"RequestResponse", b"Event", b"DryRun"}
 
@@ -64,8 +66,11 @@ def service_error(exc: MlambdaError,
     return exc.status, encode_json(body), headers
 
 
-async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> int:
+    """Returns the response's status."""
     limits = NO_HEADERS
+    name, qualifier = "", None
+    version: VersionRef | None = None
     try:
         key = gateway.authenticate(scope)
         name, qualifier = parse_target(scope)
@@ -79,20 +84,25 @@ async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
         body = await read_body(scope, receive, gateway.settings.max_body_bytes)
         version = gateway.router.resolve(name, qualifier)
         if kind == b"DryRun":
-            await respond(send, 204, b"", [(b"x-amz-executed-version", version.version.encode()),
-                                           *limits])
-            return
+            return await respond(send, 204, b"", [
+                (b"x-amz-executed-version", version.version.encode()), *limits])
         item = Item(gateway.request_id(), body, None)
         future = gateway.engine.submit(version, item, key.key_id, key.weight)
         if kind == b"Event":
-            await respond(send, 202, b"", [(b"x-amzn-requestid", item.request_id.encode()),
-                                           *limits])
-            return
+            if gateway.metrics is not None:
+                gateway.metrics.on_alias_future(name, qualifier, version.spec.memory_mb,
+                                                future)
+            return await respond(send, 202, b"", [
+                (b"x-amzn-requestid", item.request_id.encode()), *limits])
         outcome = await future
     except MlambdaError as exc:
+        if exc.status == 429 and gateway.metrics is not None and name:
+            gateway.metrics.throttled(name, qualifier, version.version if version else None,
+                                      getattr(exc, "reason", exc.error_type))
         status, payload, headers = service_error(exc, limits)
-        await respond(send, status, payload, headers)
-        return
+        return await respond(send, status, payload, headers)
+    if gateway.metrics is not None:
+        gateway.metrics.on_alias_outcome(name, qualifier, outcome, version.spec.memory_mb)
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amzn-requestid", outcome.request_id.encode()),
@@ -104,15 +114,14 @@ async def invoke_api(gateway: Gateway, scope: Scope, receive: Receive, send: Sen
         headers.append((b"x-amz-log-result", base64.b64encode(log)))
     error = outcome.error
     if error is None:
-        await respond(send, 200, outcome.body, headers)
-    elif error.kind == "function":
+        return await respond(send, 200, outcome.body, headers)
+    if error.kind == "function":
         headers.append((b"x-amz-function-error", b"Unhandled"))
-        await respond(send, 200, function_error_body(error), headers)
-    else:
-        headers.append((b"x-amzn-errortype", error.error_type.encode()))
-        await respond(send, http_status(error), encode_json(
-            {"errorType": error.error_type, "errorMessage": error.message,
-             "message": error.message, "Type": "User"}), headers)
+        return await respond(send, 200, function_error_body(error), headers)
+    headers.append((b"x-amzn-errortype", error.error_type.encode()))
+    return await respond(send, http_status(error), encode_json(
+        {"errorType": error.error_type, "errorMessage": error.message,
+         "message": error.message, "Type": "User"}), headers)
 
 
 def function_error_body(error: ErrorInfo) -> bytes:
