@@ -24,8 +24,8 @@ import uvicorn
 
 from mlambda import plans
 from mlambda.control import ControlPlane
-from mlambda.engines.base import Engine
 from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
+from mlambda.engines.base import Engine
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
