@@ -24,6 +24,7 @@ import uvicorn
 from mlambda import plans
 from mlambda.control import ControlPlane
 from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
+from mlambda.dashboard.app import Dashboard
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
 from mlambda.gateway.admin import build_admin, model_json
@@ -37,6 +38,8 @@ from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import ModelLoaded
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
+from mlambda.telemetry.logsink import LogSink
+from mlambda.telemetry.logstore import LogStore
 from mlambda.telemetry.metrics import Metrics
 from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
@@ -61,17 +64,20 @@ class Platform:
         self.meter = Meter(self.persisted_usage())
         chaining = Chaining(self.router.resolve, lambda v, item: self.engine.submit(v, item))
         self.metrics: Metrics | None = None
+        self.logs = LogSink(LogStore(self.data / "logs.db"), settings)
         self.engine = LocalEngine(str(self.volume), on_outcome=self.on_outcome,
-                                  on_model=self.on_model_loaded, on_invoke=chaining.on_invoke)
+                                  on_model=self.on_model_loaded, on_invoke=chaining.on_invoke,
+                                  events=self.logs)
         if settings.telemetry:
             store = MetricStore(self.data / "metrics.db", Retention(
                 settings.metrics_retention_10s_h * 3600, settings.metrics_retention_1m_d * 86400))
             self.metrics = Metrics(store, self.engine, settings.metrics_flush_s)
         self.prices_path = self.install_prices()
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
-                                    self.keyring, self.meter)
+                                    self.keyring, self.meter, self.logs)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
-                               build_admin(self), self.start, self.stop, self.metrics)
+                               build_admin(self), self.start, self.stop, self.metrics,
+                               Dashboard(self))
         self.flusher: asyncio.Task[None] | None = None
 
     # -- first start --------------------------------------------------------------------
@@ -197,6 +203,7 @@ class Platform:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.logs.start()
         await self.engine.start()
         self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
         if self.metrics is not None:
@@ -221,6 +228,7 @@ class Platform:
             log.exception("could not persist the last usage counts")
         if self.metrics is not None:
             await self.metrics.stop()  # after the drain: its last outcomes are counted
+        await self.logs.stop()
         self.registry.close()
         print("mlambda: stopped", flush=True)
 
@@ -228,6 +236,8 @@ class Platform:
         """Every invocation's end, from the dispatchers: to the telemetry."""
         if self.metrics is not None:
             self.metrics.on_outcome(version, outcome)
+        if self.settings.telemetry:
+            self.logs.record(version, outcome)
 
     def on_model_loaded(self, version: VersionRef, msg: ModelLoaded) -> None:
         self.control.on_model_loaded(version, msg)

@@ -12,6 +12,7 @@ from mlambda.engines.base import Engine
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Dispatcher, InvokeHandler, Outcome, VersionRef
 from mlambda.runtime.supervisor import RuntimeSocket
+from mlambda.telemetry.events import EventSink
 
 MEMORY_CHECK_S = 0.1
 
@@ -20,11 +21,13 @@ class LocalEngine(Engine):
     def __init__(self, volume: str,
                  on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
                  on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
-                 on_invoke: InvokeHandler | None = None) -> None:
+                 on_invoke: InvokeHandler | None = None,
+                 events: EventSink | None = None) -> None:
         self.volume = volume
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.on_invoke = on_invoke  # chained calls from instances (runtime/chaining.py)
+        self.events = events
         self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
         self.runtime = RuntimeSocket(os.path.join(self.rundir, "runtime.sock"))
         self.dispatchers: dict[str, Dispatcher] = {}
@@ -50,7 +53,7 @@ class LocalEngine(Engine):
         d = self.dispatchers.get(version.key)
         if d is None:
             d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome,
-                           self.on_model, self.on_invoke)
+                           self.on_model, self.on_invoke, self.events)
             self.dispatchers[version.key] = d
         return d
 

@@ -55,7 +55,7 @@ Lifespan = Callable[[], Awaitable[None]]
 class Gateway:
     def __init__(self, settings: Settings, router: Router, keyring: KeyRing, meter: Meter,
                  engine: Engine, admin: ASGIApp, startup: Lifespan, shutdown: Lifespan,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, dashboard: ASGIApp | None = None) -> None:
         self.settings = settings
         self.router = router
         self.keyring = keyring
@@ -67,6 +67,7 @@ class Gateway:
         self.idempotency = IdempotencyStore(settings.idempotency_entries,
                                             int(settings.idempotency_mb * 1024 * 1024))
         self.metrics = metrics  # None: telemetry off
+        self.dashboard = dashboard
 
     @staticmethod
     def request_id() -> str:
@@ -133,6 +134,9 @@ class Gateway:
             await self.prometheus(scope, send)
         elif path.startswith("/admin/"):
             await self.admin(scope, receive, send)
+        elif self.dashboard is not None and (path == "/dashboard"
+                                             or path.startswith("/dashboard/")):
+            await self.dashboard(scope, receive, send)
         else:
             await respond_error(send, NotFound(f"no route for {scope['method']} {path}"))
 

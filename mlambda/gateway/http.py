@@ -16,6 +16,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON = (b"content-type", b"application/json")
+# A scope entry only in-process code sets (a client cannot): the ApiKey a request was
+# already authenticated with, e.g. by a dashboard session.
+PRINCIPAL = "mlambda.principal"
 _encode = msgspec.json.Encoder().encode
 
 
