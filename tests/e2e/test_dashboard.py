@@ -23,6 +23,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from mlambda.client import Client
 from tests.conftest import ROOT, Server, start_server, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -251,3 +252,19 @@ def test_the_dashboard_in_chromium(server: Server, browser: WebDriver, tmp_path:
     wait_for(lambda: browser.current_url.endswith("/dashboard/signin"), 10,
              "the redirect to sign-in")
     assert problems(browser) == []
+
+
+def test_a_session_ends_when_its_key_is_disabled(server: Server) -> None:
+    with Client(server.url, server.admin_key) as admin:
+        created = admin.create_key("dash-" + secrets.token_hex(3), "admin")
+        secret = created["secret"]
+        with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as c:
+            form = c.get("/dashboard/signin").text
+            token = form.split('name="csrf" value="')[1].split('"')[0]
+            r = c.post("/dashboard/signin", data={"key": secret, "csrf": token})
+            assert r.status_code == 303
+            assert c.get("/dashboard/api/functions").status_code == 200
+            admin.disable_key(created["id"])
+            r = c.get("/dashboard/api/functions")
+            assert r.status_code == 401, r.text
+            assert c.get("/dashboard/").headers["location"] == "/dashboard/signin"
