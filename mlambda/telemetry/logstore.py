@@ -204,15 +204,13 @@ class LogStore:
     # -- reading ----------------------------------------------------------------------
 
     def query(self, q: LogQuery) -> tuple[list[dict[str, Any]], int]:
-        """The entries that match, oldest first, and the cursor to follow from."""
+        """The entries that match, oldest first, and the cursor to continue from.
+
+        Shaped for the indexes: following (`after`) walks the ids after the cursor; the
+        newest `limit` walk (function, ts) or ts backwards and stop at `limit`, once for
+        the function's rows and once for the platform-wide ones, merged by id."""
         where: list[str] = []
         params: list[Any] = []
-        if q.function is not None:
-            if q.version is None and q.request_id is None:
-                where.append("(function = ? OR function IS NULL)")  # with platform-wide events
-            else:
-                where.append("function = ?")
-            params.append(q.function)
         if q.since is not None:
             where.append("ts >= ?")
             params.append(round(q.since * 1000))
@@ -225,24 +223,38 @@ class LogStore:
         if q.request_id is not None:
             where.append("request_id = ?")
             params.append(_rid_bytes(q.request_id))
-        if q.after is not None:
-            where.append("id > ?")
-            params.append(q.after)
         if q.text:
             where.append("id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
             params.append(_phrase(q.text))
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        order = "ASC" if q.after is not None else "DESC"
-        sql = (f"SELECT id, {COLUMNS} FROM logs {clause} ORDER BY id {order} LIMIT ?")
+        # which functions' rows: the function's, and the platform-wide events with them
+        # (not when the query names a version or an invocation); `+` keeps the request
+        # id's index in charge when there is one
+        column = "+function" if q.request_id is not None else "function"
+        scopes: list[tuple[str, list[Any]]] = [("1", [])]
+        if q.function is not None:
+            scopes = [(f"{column} = ?", [q.function])]
+            if q.version is None and q.request_id is None:
+                scopes.append(("function IS NULL", []))
+        if q.after is not None:
+            either = " OR ".join(f"({c})" for c, _ in scopes)
+            sql = (f"SELECT id, {COLUMNS} FROM logs WHERE id > ? AND ({either})"
+                   + "".join(f" AND {w}" for w in where) + " ORDER BY id LIMIT ?")
+            args: list[Any] = [q.after, *(p for _, ps in scopes for p in ps), *params, q.limit]
+        else:
+            parts = [f"SELECT * FROM (SELECT id, {COLUMNS} FROM logs WHERE {c}"
+                     + "".join(f" AND {w}" for w in where)
+                     + " ORDER BY ts DESC, id DESC LIMIT ?)" for c, _ in scopes]
+            sql = " UNION ALL ".join(parts) + " ORDER BY id DESC LIMIT ?"
+            args = [a for _, ps in scopes for a in (*ps, *params, q.limit)] + [q.limit]
         with self.read_lock:
             self.reader.execute("BEGIN")
             try:
-                rows = self.reader.execute(sql, (*params, q.limit)).fetchall()
+                rows = self.reader.execute(sql, args).fetchall()
                 last = self.reader.execute(
                     "SELECT seq FROM sqlite_sequence WHERE name = 'logs'").fetchone()
             finally:
                 self.reader.execute("COMMIT")
-        if order == "DESC":
+        if q.after is None:
             rows.reverse()
         newest = int(last[0]) if last else 0
         if q.after is not None and len(rows) == q.limit:
