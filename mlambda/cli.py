@@ -645,6 +645,46 @@ def _duration(name: str, text: str) -> float:
     raise ValueError(f"--{name}: expected a duration such as 60s, 2m or 500ms, got {text!r}")
 
 
+@app.command()
+def logs(
+    function: Annotated[str, typer.Argument(help="the function whose logs to read")],
+    since: Annotated[str, typer.Option(help="how far back: 10m, 2h, 30d")] = "10m",
+    filter: Annotated[str | None, typer.Option(
+        "--filter", help="only entries whose text contains this phrase")] = None,
+    request_id: Annotated[str | None, typer.Option(help="one invocation's log")] = None,
+    version: Annotated[str | None, typer.Option(help="only this version's invocations")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many entries (newest)")] = 100,
+    follow: Annotated[bool, typer.Option(
+        "--follow", "-f", help="keep printing new entries as they come (Ctrl-C stops)")] = False,
+) -> None:
+    """Print a function's invocation logs (START, output, END, REPORT) and the platform's
+    events about it, oldest first."""
+    def show(entry: dict[str, Any]) -> None:
+        stamp = datetime.datetime.fromtimestamp(entry["ts"], datetime.UTC).isoformat(
+            timespec="milliseconds").replace("+00:00", "Z")
+        prefix = stamp if entry["kind"] == "invocation" else f"{stamp} [{entry['kind']}]"
+        for line in entry["message"].rstrip("\n").split("\n"):
+            typer.echo(f"{prefix} {line}")
+
+    if not follow:
+        page = _call(lambda c: c.logs(function, since=since, filter=filter,
+                                      request_id=request_id, version=version, limit=limit))
+        for entry in page["entries"]:
+            show(entry)
+        return
+    with _client() as c:
+        try:
+            for entry in c.follow_logs(function, since=since, filter=filter,
+                                       request_id=request_id, version=version):
+                show(entry)
+                sys.stdout.flush()
+        except ClientError as exc:
+            typer.echo(f"error: {exc.status} {exc.error_type}: {exc.message}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            pass
+
+
 def _num(value: float | None, digits: int = 1) -> str:
     if value is None:
         return "-"

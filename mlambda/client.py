@@ -307,6 +307,40 @@ class Client:
     def remove_plan(self, name: str) -> None:
         self._check(self.http.delete(f"/admin/v1/plans/{_part(name)}"))
 
+    # -- logs -------------------------------------------------------------------------
+
+    def logs(self, function: str | None = None, *, since: str | None = None,
+             filter: str | None = None, request_id: str | None = None,
+             version: str | None = None, after: int | None = None, limit: int = 100,
+             wait: float = 0.0) -> dict[str, Any]:
+        """Log entries (`entries`, oldest first) and the `cursor` to continue from."""
+        params: dict[str, Any] = {"limit": limit}
+        for name, value in (("function", function), ("since", since), ("filter", filter),
+                            ("request_id", request_id), ("version", version),
+                            ("after", after)):
+            if value is not None:
+                params[name] = value
+        if wait:
+            params["wait"] = wait
+        result: dict[str, Any] = self._check(self.http.get(
+            "/admin/v1/logs", params=params, timeout=(self.http.timeout.read or 30.0) + wait))
+        return result
+
+    def follow_logs(self, function: str | None = None, *, since: str | None = "10m",
+                    filter: str | None = None, request_id: str | None = None,
+                    version: str | None = None, wait: float = 20.0) -> Iterator[dict[str, Any]]:
+        """The entries that match, then each new one as it is written (endless; the
+        server holds each request up to `wait` seconds until something new arrives)."""
+        page = self.logs(function, since=since, filter=filter, request_id=request_id,
+                         version=version)
+        yield from page["entries"]
+        cursor = page["cursor"]
+        while True:
+            page = self.logs(function, filter=filter, request_id=request_id, version=version,
+                             after=cursor, limit=1000, wait=wait)
+            yield from page["entries"]
+            cursor = page["cursor"]
+
     # -- metrics and cost -------------------------------------------------------------
 
     def metrics(self, function: str | None = None, *, alias: str | None = None,

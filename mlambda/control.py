@@ -44,6 +44,7 @@ from mlambda.registry import LATEST, Alias, Idempotency, ModelRecord, Registry, 
 from mlambda.router import Router
 from mlambda.runtime.dispatcher import InitError, VersionRef
 from mlambda.runtime.protocol import ModelLoaded
+from mlambda.telemetry.events import EventKind, EventSink, NoEvents, PlatformEvent
 from mlambda.volume import ModelStore, ModelVersion
 
 log = logging.getLogger("mlambda.control")
@@ -55,9 +56,11 @@ RETIRE_TIMEOUT_S = 30.0
 class ControlPlane:
     def __init__(self, registry: Registry, router: Router, engine: Engine,
                  models: ModelStore, keyring: KeyRing, meter: Meter,
-                 max_bundle_bytes: int = 250 * 1024 * 1024) -> None:
+                 max_bundle_bytes: int = 250 * 1024 * 1024,
+                 events: EventSink | None = None) -> None:
         self.max_bundle_bytes = max_bundle_bytes
         self.registry = registry
+        self.events: EventSink = events or NoEvents()
         self.router = router
         self.engine = engine
         self.models = models
@@ -86,6 +89,7 @@ class ControlPlane:
             latest = self.registry.put_latest(bundle)
         version = self.registry.publish(latest.function) if publish else latest
         self.router.reload()
+        self.deployed(version)
         self.retire_unreferenced()
         return version
 
@@ -109,7 +113,15 @@ class ControlPlane:
     def publish(self, function: str) -> VersionRef:
         version = self.registry.publish(function)
         self.router.reload()
+        self.deployed(version)
         return version
+
+    def deployed(self, version: VersionRef) -> None:
+        what = "updated $LATEST" if version.version == LATEST else \
+            f"published version {version.version}"
+        self.events.emit(PlatformEvent(
+            EventKind.DEPLOY, f"deploy: {what} (sha256 {version.sha256[:12]})",
+            version.function, version.version))
 
     # -- aliases ----------------------------------------------------------------------
 
@@ -147,6 +159,12 @@ class ControlPlane:
                                    f"the alias was not moved: {exc}") from None
             self.registry.set_alias(alias)
             self.router.reload()
+        was = "" if now is None else f" (was {now.version}" + (
+            f" + {now.extra_version} at {now.extra_weight:.0%})" if now.extra_version else ")")
+        canary = f" + {alias.extra_version} at {alias.extra_weight:.0%}" \
+            if alias.extra_version else ""
+        self.events.emit(PlatformEvent(
+            EventKind.ALIAS_MOVE, f"alias {name} -> {version}{canary}{was}", function, version))
         self.retire_unreferenced()
         return alias
 
@@ -219,7 +237,13 @@ class ControlPlane:
         self.registry.add_model(version)
         if make_current:
             self.models.flip(version)
+            self.model_swapped(version, "pushed")
         return version
+
+    def model_swapped(self, version: ModelVersion, how: str) -> None:
+        self.events.emit(PlatformEvent(
+            EventKind.MODEL_SWAP, f"model {version.name}: current -> {version.sha256[:12]} "
+                                  f"({version.filename}, {how})"))
 
     def rollback_model(self, name: str, sha256: str) -> ModelRecord:
         matches = [m for m in self.registry.model_versions(name) if m.sha256.startswith(sha256)]
@@ -228,7 +252,9 @@ class ControlPlane:
         if len(matches) > 1:
             raise InvalidParameter(f"{sha256} is ambiguous for model {name}")
         m = matches[0]
-        self.models.flip(ModelVersion(m.name, m.sha256, m.filename, m.size))
+        version = ModelVersion(m.name, m.sha256, m.filename, m.size)
+        self.models.flip(version)
+        self.model_swapped(version, "rolled back")
         return m
 
     def model_versions(self, name: str) -> list[ModelRecord]:
@@ -250,7 +276,9 @@ class ControlPlane:
                 if m.error is None and m.sha256 != msg.sha256]
         if good:
             back = good[-1]
-            self.models.flip(ModelVersion(back.name, back.sha256, back.filename, back.size))
+            previous = ModelVersion(back.name, back.sha256, back.filename, back.size)
+            self.models.flip(previous)
+            self.model_swapped(previous, f"back from {msg.sha256[:12]}, which failed to load")
             log.error("model %s@%s failed to load in %s (%s); current is back to %s",
                       msg.name, msg.sha256[:12], version.key, msg.error, back.sha256[:12])
 

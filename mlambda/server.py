@@ -25,6 +25,7 @@ import uvicorn
 from mlambda import plans
 from mlambda.control import ControlPlane
 from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
+from mlambda.dashboard.app import Dashboard
 from mlambda.engines.base import Engine
 from mlambda.engines.local import LocalEngine
 from mlambda.errors import InvalidParameter, InvalidSpec
@@ -43,6 +44,8 @@ from mlambda.runtime.protocol import ModelLoaded
 from mlambda.runtime.sandbox import Limits
 from mlambda.settings import Settings
 from mlambda.spec import load_spec
+from mlambda.telemetry.logsink import LogSink
+from mlambda.telemetry.logstore import LogStore
 from mlambda.telemetry.metrics import Metrics
 from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
@@ -67,6 +70,7 @@ class Platform:
         self.keyring = KeyRing(self.registry.keys())
         self.meter = Meter(self.persisted_usage())
         self.metrics: Metrics | None = None
+        self.logs = LogSink(LogStore(self.data / "logs.db"), settings)
         self.engine = self.make_engine()
         if settings.telemetry:
             store = MetricStore(self.data / "metrics.db", Retention(
@@ -75,9 +79,10 @@ class Platform:
         self.prices_path = self.install_prices()
         self.control = ControlPlane(self.registry, self.router, self.engine, self.models,
                                     self.keyring, self.meter,
-                                    max_bundle_bytes=settings.max_bundle_bytes)
+                                    max_bundle_bytes=settings.max_bundle_bytes, events=self.logs)
         self.gateway = Gateway(settings, self.router, self.keyring, self.meter, self.engine,
-                               build_admin(self), self.start, self.stop, metrics=self.metrics)
+                               build_admin(self), self.start, self.stop,
+                               dashboard=Dashboard(self), metrics=self.metrics)
         self.flusher: asyncio.Task[None] | None = None
 
     def make_engine(self) -> Engine:
@@ -88,7 +93,7 @@ class Platform:
                                 lambda v, item: self.engine.submit(v, item))
             return LocalEngine(str(self.volume), on_outcome=self.on_outcome,
                                on_model=self.on_model_loaded, on_invoke=chaining.on_invoke,
-                               limits=self.limits)
+                               limits=self.limits, events=self.logs)
         if settings.engine == "ray":
             try:
                 from mlambda.engines.ray import RayEngine
@@ -247,6 +252,7 @@ class Platform:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.logs.start()
         await self.engine.start()
         self.flusher = asyncio.get_running_loop().create_task(self.flush_usage_forever())
         if self.metrics is not None:
@@ -272,6 +278,7 @@ class Platform:
             log.exception("could not persist the last usage counts")
         if self.metrics is not None:
             await self.metrics.stop()  # after the drain: its last outcomes are counted
+        await self.logs.stop()
         self.registry.close()
         print("mlambda: stopped", flush=True)
 
@@ -279,6 +286,8 @@ class Platform:
         """Every invocation's end, from the dispatchers: to the telemetry."""
         if self.metrics is not None:
             self.metrics.on_outcome(version, outcome)
+        if self.settings.telemetry:
+            self.logs.record(version, outcome)
 
     def on_model_loaded(self, version: VersionRef, msg: ModelLoaded) -> None:
         self.control.on_model_loaded(version, msg)

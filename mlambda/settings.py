@@ -47,6 +47,19 @@ class Settings:
     ray_replica_cpus: float = field(default=0.25, metadata=_meta(
         "MLAMBDA_RAY_REPLICA_CPUS", "CPUs Ray reserves for each replica (a replica idle until "
         "its idle_ttl_s holds its share, so whole CPUs would starve other versions)"))
+    log_retention_days: float = field(default=30.0, metadata=_meta(
+        "MLAMBDA_LOG_RETENTION_DAYS", "invocation logs and platform events older than this go"))
+    log_max_mb: float = field(default=1024.0, metadata=_meta(
+        "MLAMBDA_LOG_MAX_MB", "the log store's size bound: past it, the oldest entries go"))
+    log_flush_ms: int = field(default=200, metadata=_meta(
+        "MLAMBDA_LOG_FLUSH_MS", "how long log lines gather before one write (one transaction)"))
+    log_queue_max: int = field(default=200_000, metadata=_meta(
+        "MLAMBDA_LOG_QUEUE_MAX", "log entries waiting for the disk past which new ones are "
+        "dropped (and counted)"))
+    dashboard_idle_min: float = field(default=60.0, metadata=_meta(
+        "MLAMBDA_DASHBOARD_IDLE_MIN", "a dashboard session ends after this long unused"))
+    dashboard_session_h: float = field(default=12.0, metadata=_meta(
+        "MLAMBDA_DASHBOARD_SESSION_H", "a dashboard session ends this long after sign-in"))
     log_level: str = field(default="info", metadata=_meta(
         "MLAMBDA_LOG_LEVEL", "debug, info, warning or error"))
     # -- the public surface's limits ---------------------------------------------------
@@ -83,7 +96,8 @@ class Settings:
     fn_max_file_mb: float = field(default=1024.0, metadata=_meta(
         "MLAMBDA_FN_MAX_FILE_MB", "RLIMIT_FSIZE: largest file a function may write"))
     telemetry: bool = field(default=True, metadata=_meta(
-        "MLAMBDA_TELEMETRY", "collect metrics (0 turns collection, /metrics and cost off)"))
+        "MLAMBDA_TELEMETRY", "collect metrics and invocation logs (0 turns both off, and /metrics "
+        "and cost; the platform's events are still logged)"))
     metrics_flush_s: float = field(default=10.0, metadata=_meta(
         "MLAMBDA_METRICS_FLUSH_S", "how often metrics are written to DATA/metrics.db"))
     metrics_retention_10s_h: float = field(default=24.0, metadata=_meta(

@@ -13,6 +13,7 @@ from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Dispatcher, InvokeHandler, Outcome, VersionRef
 from mlambda.runtime.sandbox import Limits
 from mlambda.runtime.supervisor import RuntimeSocket
+from mlambda.telemetry.events import EventSink
 
 MEMORY_CHECK_S = 0.1
 
@@ -22,12 +23,14 @@ class LocalEngine(Engine):
                  on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
                  on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
                  on_invoke: InvokeHandler | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None,
+                 events: EventSink | None = None) -> None:
         self.volume = volume
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.on_invoke = on_invoke  # chained calls from instances (runtime/chaining.py)
         self.limits = limits
+        self.events = events
         self.rundir = tempfile.mkdtemp(prefix="mlambda-")  # 0700: only we can connect
         group = limits.gid if limits is not None else None
         if group is not None:  # ... and the sandbox group, whose instances connect here
@@ -58,7 +61,7 @@ class LocalEngine(Engine):
         d = self.dispatchers.get(version.key)
         if d is None:
             d = Dispatcher(self.runtime, version, self.config_of, self.on_outcome,
-                           self.on_model, self.on_invoke)
+                           self.on_model, self.on_invoke, self.events)
             self.dispatchers[version.key] = d
         return d
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlambda.errors import InvalidParameter, MlambdaError, NotFound, PayloadTooLarge
+from mlambda.gateway.http import PRINCIPAL
 from mlambda.gateway.metrics_api import add_metric_routes
 from mlambda.keys import ApiKey
 from mlambda.plans import Plan, day
@@ -29,6 +30,8 @@ from mlambda.registry import (
     Route,
     bundle_archive,
 )
+from mlambda.telemetry.logstore import LogQuery
+from mlambda.telemetry.query import parse_time
 
 if TYPE_CHECKING:
     from mlambda.server import Platform
@@ -158,6 +161,9 @@ def build_admin(platform: Platform) -> FastAPI:
     control = platform.control
 
     def admin_key(request: Request) -> None:
+        principal = request.scope.get(PRINCIPAL)
+        if isinstance(principal, ApiKey) and principal.may("admin"):
+            return  # signed in to the dashboard, which reads through here
         platform.gateway.authenticate(request.scope, role="admin")
 
     @app.exception_handler(MlambdaError)
@@ -399,6 +405,35 @@ def build_admin(platform: Platform) -> FastAPI:
     async def remove_plan(name: str) -> None:
         """Remove a plan that no key uses."""
         control.remove_plan(name)
+
+    # -- logs ------------------------------------------------------------------------
+
+    @app.get("/admin/v1/logs", dependencies=guarded)
+    async def read_logs(
+        function: str | None = None,
+        since: str | None = Query(default=None, description="15m, 1h, 30d (ago) or ISO 8601"),
+        filter: str | None = Query(default=None, max_length=500,
+                                   description="entries whose text contains this phrase"),
+        request_id: str | None = None,
+        version: str | None = None,
+        after: int | None = Query(default=None, ge=0,
+                                  description="a cursor: entries after it, oldest first"),
+        limit: int = Query(default=100, ge=1, le=1000),
+        wait: float = Query(default=0.0, ge=0.0, le=30.0,
+                            description="with `after`: wait this long for new entries"),
+    ) -> dict[str, Any]:
+        """Invocation logs (START, output, END, REPORT) and platform events, newest
+        `limit` first-to-last; `cursor` continues from there (follow: pass it as `after`)."""
+        if function is not None:
+            platform.registry.require(function)
+        if filter is not None and not any(c.isalnum() for c in filter):
+            raise InvalidParameter("field `filter`: expected at least one letter or digit")
+        query = LogQuery(function=function,
+                         since=None if since is None else parse_time(since, time.time(), "since"),
+                         text=filter or None, request_id=request_id, version=version,
+                         after=after, limit=limit)
+        entries, cursor = await platform.logs.read(query, wait)
+        return {"entries": entries, "cursor": cursor}
 
     add_metric_routes(app, platform, guarded)
     return app

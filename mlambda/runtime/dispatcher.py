@@ -36,6 +36,7 @@ from mlambda.runtime.fairqueue import FairQueue
 from mlambda.runtime.supervisor import Connection, RuntimeSocket
 from mlambda.runtime.template import TemplateError, TemplateHandle
 from mlambda.spec import FunctionSpec
+from mlambda.telemetry.events import EventKind, EventSink, NoEvents, PlatformEvent
 
 log = logging.getLogger("mlambda.runtime")
 
@@ -164,6 +165,7 @@ class Dispatcher:
         on_outcome: Callable[[VersionRef, Outcome], None] | None = None,
         on_model: Callable[[VersionRef, p.ModelLoaded], None] | None = None,
         on_invoke: InvokeHandler | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.runtime = runtime
         self.version = version
@@ -172,6 +174,7 @@ class Dispatcher:
         self.on_outcome = on_outcome
         self.on_model = on_model
         self.on_invoke = on_invoke
+        self.events: EventSink = events or NoEvents()
         self.loop = asyncio.get_running_loop()
         self.queue: FairQueue[Invocation] = FairQueue()
         self.invocations = 0  # items handed to instances (a crash retry counts again)
@@ -303,6 +306,10 @@ class Dispatcher:
         flight.done += 1
         if msg.error is not None and msg.error.error_type == RUNTIME_OOM:
             inst.exiting = True  # it exits by itself now; what it has not started goes back
+            self.event(EventKind.OUT_OF_MEMORY,
+                       f"RequestId: {inv.item.request_id} instance {inst.instance_id} used "
+                       f"{msg.max_memory_mb} MB, over its limit of {self.spec.memory_mb} MB; "
+                       f"it exits", inv.item.request_id)
         if flight.done < len(flight.invocations):
             if self.spec.batch_handler is None and flight.deadline is not None:
                 # sequential: each invocation has its own timeout
@@ -334,6 +341,10 @@ class Dispatcher:
             inv.item.request_id, self.version.version, b"", error, 0, (), duration_ms,
             inv.queue_ms, None, 0, "", 0, instance_id, inv.item.trace_id or inv.item.request_id,
         ))
+
+    def event(self, kind: EventKind, message: str, request_id: str | None = None) -> None:
+        self.events.emit(PlatformEvent(kind, message, self.version.function,
+                                       self.version.version, request_id))
 
     # -- scaling ------------------------------------------------------------------------
 
@@ -466,6 +477,7 @@ class Dispatcher:
         """Init failed: answer what waits with the error; don't respawn for a while."""
         log.error("%s failed to start: %s: %s\n%s", self.version.key, error.error_type,
                   error.message, "".join(error.stack))
+        self.event(EventKind.INIT_FAILED, f"init failed: {error.error_type}: {error.message}")
         self.failure = error
         self.failed_at = time.monotonic()
         for inv in self.queue.drain():
@@ -480,6 +492,9 @@ class Dispatcher:
         inst.init_ms = init_ms
         inst.cold_start_ms = (inst.idle_since - inst.fork_sent) * 1000
         self.cold_starts.append(inst.cold_start_ms)
+        self.event(EventKind.COLD_START,
+                   f"cold start: instance {inst.instance_id} ready in "
+                   f"{inst.cold_start_ms:.1f} ms (Init Duration: {init_ms:.2f} ms)")
         if not inst.ready.done():
             inst.ready.set_result(None)
         self.wake()
@@ -488,6 +503,9 @@ class Dispatcher:
         if msg.error is not None:
             log.error("%s instance %s failed to load model %s@%s: %s", self.version.key,
                       inst.instance_id, msg.name, msg.sha256[:12], msg.error)
+            self.event(EventKind.MODEL_LOAD_FAILED,
+                       f"instance {inst.instance_id} failed to load model {msg.name}@"
+                       f"{msg.sha256[:12]}: {msg.error}")
         self.models[(inst.instance_id, msg.name)] = ModelLoad(
             msg.name, msg.sha256, msg.error, inst.instance_id, time.time())
         if self.on_model is not None:
@@ -497,6 +515,11 @@ class Dispatcher:
         if inst.batch is not None and inst.batch.batch_id == batch_id:
             inst.kill_reason = TIMED_OUT
             supervisor.kill(inst.pid)
+            running = inst.batch.invocations[inst.batch.done]
+            self.event(EventKind.TIMEOUT,
+                       f"RequestId: {running.item.request_id} Task timed out after "
+                       f"{self.spec.timeout_s:.2f} seconds; instance {inst.instance_id} killed",
+                       running.item.request_id)
 
     def on_exited(self, msg: p.Exited) -> None:
         inst = self.by_pid.get(msg.pid)
@@ -524,14 +547,17 @@ class Dispatcher:
             if self.failure is None and self.accepting:  # died in init without a word
                 self.fail_version(error)
             return
+        crashed = was is not InstanceState.STOPPING and inst.kill_reason is None \
+            and not inst.exiting
         if flight is None or flight.done == len(flight.invocations):
             self.forget(inst)
+            if crashed:
+                self.crash_event(inst, await self.exit_status(inst))
             return
-        try:
-            status: p.Exited | None = await asyncio.wait_for(asyncio.shield(inst.exit_status), 0.5)
-        except TimeoutError:
-            status = None
+        status = await self.exit_status(inst)
         self.forget(inst)
+        if crashed:
+            self.crash_event(inst, status)
         remaining = flight.invocations[flight.done:]
         if inst.exiting:
             running, unstarted = [], remaining
@@ -551,6 +577,17 @@ class Dispatcher:
                 self.resolve_error(inv, error, inst.instance_id, elapsed)
         self.wake()
 
+    @staticmethod
+    async def exit_status(inst: InstanceHandle) -> p.Exited | None:
+        try:
+            return await asyncio.wait_for(asyncio.shield(inst.exit_status), 0.5)
+        except TimeoutError:
+            return None
+
+    def crash_event(self, inst: InstanceHandle, status: p.Exited | None) -> None:
+        self.event(EventKind.INSTANCE_CRASH,
+                   f"instance {inst.instance_id} (pid {inst.pid}) crashed: {_how(status)}")
+
     def death_error(self, inst: InstanceHandle, inv: Invocation,
                     status: p.Exited | None) -> ErrorInfo:
         rid = inv.item.request_id
@@ -562,21 +599,22 @@ class Dispatcher:
             return function_error(
                 RUNTIME_OOM, f"RequestId: {rid} Error: Runtime exited with error: memory "
                              f"exceeded the limit of {self.spec.memory_mb} MB; killed")
-        if status is None:
-            how = "connection lost"
-        elif status.signal is not None:
-            how = f"signal: {_signal_name(status.signal)}"
-        else:
-            how = f"exit status {status.exit_code}"
         return function_error(RUNTIME_EXIT,
-                              f"RequestId: {rid} Error: Runtime exited with error: {how}")
+                              f"RequestId: {rid} Error: Runtime exited with error: "
+                              f"{_how(status)}")
 
     # -- memory watchdog (called by the engine's monitor) --------------------------------
 
     def check_memory(self) -> None:
         limit = self.spec.memory_mb
         for inst in self.instances.values():
-            if inst.state is InstanceState.BUSY and supervisor.rss_mb(inst.pid) > limit:
+            if inst.state is InstanceState.BUSY and (rss := supervisor.rss_mb(inst.pid)) > limit:
+                if inst.kill_reason != RUNTIME_OOM and inst.batch is not None:  # one event
+                    running = inst.batch.invocations[inst.batch.done]
+                    self.event(EventKind.OUT_OF_MEMORY,
+                               f"RequestId: {running.item.request_id} instance "
+                               f"{inst.instance_id} used {rss:.0f} MB, over its limit of "
+                               f"{limit} MB; killed", running.item.request_id)
                 inst.kill_reason = RUNTIME_OOM
                 supervisor.kill(inst.pid)
 
@@ -687,6 +725,14 @@ class _InstanceOwner:
 
     def on_close(self, conn: Connection) -> None:
         self.d.spawn(self.d.on_lost(self.inst))
+
+
+def _how(status: p.Exited | None) -> str:
+    if status is None:
+        return "connection lost"
+    if status.signal is not None:
+        return f"signal: {_signal_name(status.signal)}"
+    return f"exit status {status.exit_code}"
 
 
 def _signal_name(signum: int) -> str:

@@ -217,10 +217,10 @@ def test_alias_names_are_validated(server: Server, alias: str) -> None:
 def test_dashboard_responses_carry_security_headers(server: Server, path: str) -> None:
     r = httpx.get(server.url + path)
     csp = r.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["x-frame-options"] == "DENY"
-    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["referrer-policy"] == "same-origin"
 
 
 def test_tls_with_a_self_signed_certificate(tmp_path: Path) -> None:
