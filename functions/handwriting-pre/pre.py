@@ -16,7 +16,7 @@ from typing import Any
 
 import esun
 import numpy as np
-from esun import BadField, bad, response
+from esun import response
 
 INFER = os.environ.get("HANDWRITING_INFER", "handwriting-infer:live")
 SERVER_UUID = esun.server_uuid()
@@ -28,18 +28,7 @@ def pixels(image: np.ndarray) -> dict[str, Any]:
 
 
 def batch_handler(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any] | None] = [None] * len(events)
-    uuids: dict[int, str] = {}  # event index -> its esun_uuid, for the good events
-    images: list[np.ndarray] = []  # their images, in the same order
-    for i, event in enumerate(events):
-        try:
-            uuid, body = esun.question(event)
-            image = esun.image(body)
-        except BadField as exc:
-            out[i] = bad(str(exc))
-            continue
-        uuids[i] = uuid
-        images.append(image)
+    out, uuids, images = esun.questions(events)
     if images:
         answers = context.invoke_many(
             INFER, [pixels(image) for image in images],

@@ -14,10 +14,9 @@ import time
 from typing import Any
 
 import esun
-import numpy as np
 import preprocess
 from classifier import load
-from esun import BadField, bad, response
+from esun import response
 
 from mlambda.volume import Model
 
@@ -29,24 +28,8 @@ except Exception as exc:  # no usable model in the volume yet: each call will re
 SERVER_UUID = esun.server_uuid()
 
 
-def parse(event: dict[str, Any]) -> tuple[str, np.ndarray]:
-    """(esun_uuid, the image ready for the model); raises BadField naming the field."""
-    uuid, body = esun.question(event)
-    return uuid, esun.image(body)
-
-
 def batch_handler(events: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any] | None] = [None] * len(events)
-    uuids: dict[int, str] = {}  # event index -> its esun_uuid, for the good events
-    images: list[np.ndarray] = []  # their images, in the same order
-    for i, event in enumerate(events):
-        try:
-            uuid, image = parse(event)
-        except BadField as exc:
-            out[i] = bad(str(exc))
-            continue
-        uuids[i] = uuid
-        images.append(image)
+    out, uuids, images = esun.questions(events)
     if images:
         answers = MODEL.get()(preprocess.batch(images))
         now = int(time.time())
