@@ -2,6 +2,9 @@
 
 request -> `submit` -> queue -> (batch former) -> idle instance -> `Result` -> future.
 The queue is shared fairly between the API keys that call the version (`FairQueue`).
+Under load (a full batch queued, every instance busy) the instance expected to finish
+first is handed its next batch while it computes the current one (`prefetch`), so that
+it never sits idle waiting for the gateway between two batches.
 Everything happens on the event loop, driven by events (a request, an instance ready,
 a result, a lost connection, a timer); the batch former and the autoscaler are pure
 functions consulted at each of them.
@@ -44,6 +47,7 @@ INIT_TIMEOUT_S = 30.0
 FAILED_BACKOFF_S = 5.0
 STOP_GRACE_S = 2.0
 RATE_TAU_S = 1.0
+ITEM_TAU = 0.2  # weight of the newest batch in the time-per-item estimate
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class InstanceHandle:
     init_ms: float | None = None  # reported on the instance's first invocation, then None
     cold_start_ms: float | None = None
     batch: InFlight | None = None
+    next: InFlight | None = None  # sent while `batch` runs; it starts when `batch` ends
     kill_reason: str | None = None  # TIMED_OUT or RUNTIME_OOM when we killed it
     exiting: bool = False  # it said it exits after the invocation it just answered
     exit_status: asyncio.Future[p.Exited] = field(
@@ -198,6 +203,10 @@ class Dispatcher:
         self.cold_starts: list[float] = []  # ms, fork sent -> ready, for the benchmark
         self.tasks: set[asyncio.Task[None]] = set()
         self.models: dict[tuple[str, str], ModelLoad] = {}  # (instance, model) -> last load
+        self.item_s = 0.0  # seconds per invocation in a batch, recent (for `prefetch`)
+        # an instance of this version made a synchronous chained call: it may wait on work
+        # queued here, so nothing is ever queued behind its running batch
+        self.chains = False
 
     # -- the hot path -------------------------------------------------------------------
 
@@ -271,26 +280,63 @@ class Dispatcher:
             taken = [inv for inv in taken if not inv.future.cancelled()]
             if taken:
                 self.dispatch(inst, taken, now)
+        if len(self.queue) >= self.spec.batch.max_batch > 1:
+            self.prefetch(now)
         self.scale()
         if not self.queue and not any(
             i.state is InstanceState.BUSY for i in self.instances.values()
         ):
             self.idle_event.set()
 
+    def prefetch(self, now: float) -> None:
+        """A full batch waits and every instance is busy: send the next batch to the one
+        expected to finish first, so that it starts the moment its current batch ends.
+        One prefetched batch at a time, and only to that instance: nothing waits behind a
+        running batch that another instance could start sooner (by the estimate). Only
+        for batching functions (max_batch > 1): with one invocation per batch the queue's
+        own order and bound (fairness between keys, max_queue) must hold request by
+        request, and a batch popped early would take it out of the queue's reach."""
+        if self.chains or any(i.next is not None for i in self.instances.values()):
+            return
+        busy = [i for i in self.instances.values()
+                if i.state is InstanceState.BUSY and i.batch is not None
+                and i.kill_reason is None and not i.exiting and i.conn is not None]
+        if not busy:
+            return
+        inst = min(busy, key=self.expected_end)
+        taken = [self.queue.pop() for _ in range(self.spec.batch.max_batch)]
+        taken = [inv for inv in taken if not inv.future.cancelled()]
+        if taken:
+            inst.next = self.send_batch(inst, taken, now)
+
+    def expected_end(self, inst: InstanceHandle) -> float:
+        flight = inst.batch
+        assert flight is not None
+        return flight.started + (len(flight.invocations) - flight.done) * self.item_s
+
     def dispatch(self, inst: InstanceHandle, invocations: list[Invocation], now: float) -> None:
+        inst.batch = self.send_batch(inst, invocations, now)
+        inst.state = InstanceState.BUSY
+        self.start(inst, inst.batch, now)
+
+    def send_batch(self, inst: InstanceHandle, invocations: list[Invocation],
+                   now: float) -> InFlight:
         batch_id = self.next_batch_id
         self.next_batch_id += 1
-        for inv in invocations:
-            inv.queue_ms = (now - inv.arrived) * 1000
         self.invocations += len(invocations)
-        flight = InFlight(batch_id, invocations, now)
-        inst.batch = flight
-        inst.state = InstanceState.BUSY
         timeout_ms = int(self.spec.timeout_s * 1000)
         assert inst.conn is not None
         inst.conn.send(p.Batch(batch_id, tuple(inv.item for inv in invocations), timeout_ms))
+        return InFlight(batch_id, invocations, now)
+
+    def start(self, inst: InstanceHandle, flight: InFlight, now: float) -> None:
+        """`flight` starts running on `inst` (as far as the gateway can tell): its time in
+        the queue ends and its timeout begins."""
+        flight.started = now
+        for inv in flight.invocations:
+            inv.queue_ms = (now - inv.arrived) * 1000
         flight.deadline = self.loop.call_later(self.spec.timeout_s, self.on_timeout, inst,
-                                               batch_id)
+                                               flight.batch_id)
 
     def on_result(self, inst: InstanceHandle, msg: p.Result) -> None:
         flight = inst.batch
@@ -319,13 +365,27 @@ class Dispatcher:
             return
         if flight.deadline is not None:
             flight.deadline.cancel()
-        inst.batch = None
+        now = time.monotonic()
+        per_item = (now - flight.started) / len(flight.invocations)
+        self.item_s = per_item if not self.item_s else (
+            ITEM_TAU * per_item + (1 - ITEM_TAU) * self.item_s)
+        inst.batch, inst.next = inst.next, None
         if inst.exiting:
             inst.state = InstanceState.STOPPING
+            if inst.batch is not None:  # it exits without reading it: back to the queue
+                self.requeue(inst.batch.invocations)
+                inst.batch = None
+        elif inst.batch is not None:
+            self.start(inst, inst.batch, now)
         elif inst.state is InstanceState.BUSY and inst.kill_reason is None:
             inst.state = InstanceState.IDLE
-            inst.idle_since = time.monotonic()
+            inst.idle_since = now
         self.wake()
+
+    def requeue(self, invocations: list[Invocation]) -> None:
+        """Invocations an instance never started go back to the front, in their order."""
+        for inv in reversed(invocations):
+            self.queue.push_front(inv)
 
     # -- results ------------------------------------------------------------------------
 
@@ -537,6 +597,9 @@ class Dispatcher:
         flight, inst.batch = inst.batch, None
         if flight is not None and flight.deadline is not None:
             flight.deadline.cancel()
+        if inst.next is not None:  # sent, never started
+            self.requeue(inst.next.invocations)
+            inst.next = None
         was = inst.state
         inst.state = InstanceState.STOPPING
         if was is InstanceState.STARTING:
@@ -565,8 +628,7 @@ class Dispatcher:
             running, unstarted = remaining[:1], remaining[1:]
         else:
             running, unstarted = remaining, []
-        for inv in reversed(unstarted):  # never ran: back to the front of the queue
-            self.queue.push_front(inv)
+        self.requeue(unstarted)  # never ran
         elapsed = (time.monotonic() - flight.started) * 1000
         for inv in running:
             error = self.death_error(inst, inv, status)
@@ -631,6 +693,7 @@ class Dispatcher:
             "instances": [
                 {"id": i.instance_id, "state": i.state.value, "pid": i.pid,
                  "cold_start_ms": i.cold_start_ms,
+                 "prefetched": 0 if i.next is None else len(i.next.invocations),
                  "models": {m.name: {"sha256": m.sha256, "error": m.error}
                             for (iid, _), m in self.models.items() if iid == i.instance_id}}
                 for i in self.instances.values()
@@ -716,6 +779,7 @@ class _InstanceOwner:
         elif isinstance(msg, p.ModelLoaded):
             self.d.on_model_loaded(self.inst, msg)
         elif isinstance(msg, p.Invoke):
+            self.d.chains = self.d.chains or not msg.asynchronous
             if self.d.on_invoke is not None:
                 self.d.on_invoke(self.d.version, self.inst.instance_id, conn, msg)
             else:
