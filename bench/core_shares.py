@@ -5,6 +5,7 @@ the load generator (wrk), anything else on the machine, and idle; read from /pro
 wrk run, so the shares add up to the machine's cores.
 
     .venv/bin/python -m bench.core_shares [--connections 1000] [--seconds 20]
+        [--env MLAMBDA_TELEMETRY=0] [--seed FILE] [--echo]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import WrkResult, start_platform, wrk
+from bench.common import LUA, WrkResult, start_platform, wrk
 from bench.inference_http import UNIQUE, body
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -103,16 +104,19 @@ def instance_pids(gateway: int) -> list[int]:
     return [pid for pid, role in roles(gateway, None).items() if role == "instance"]
 
 
-def measure(connections: int, seconds: int, env: dict[str, str] | None = None) -> dict[str, object]:
-    platform = start_platform(env=env)
+def measure(connections: int, seconds: int, env: dict[str, str] | None = None,
+            seed: Path | None = None, echo: bool = False) -> dict[str, object]:
+    """The shares under `POST /inference` (or `POST /echo` with a small JSON body)."""
+    platform = start_platform(seed, env=env)
     try:
         key = platform.invoke_key
-        url = f"{platform.url}/inference"
-        wrk(url, 8, 2, 1, key, body(), script=UNIQUE)  # warm: the instances are up
+        url = f"{platform.url}/echo" if echo else f"{platform.url}/inference"
+        payload, script = (None, LUA) if echo else (body(), UNIQUE)
+        wrk(url, 8, 2, 1, key, payload, script=script)  # warm: the instances are up
         result: dict[str, WrkResult] = {}
 
         def load() -> None:
-            result["wrk"] = wrk(url, connections, seconds, 1, key, body(), script=UNIQUE)
+            result["wrk"] = wrk(url, connections, seconds, 1, key, payload, script=script)
 
         runner = threading.Thread(target=load)
         runner.start()
@@ -149,8 +153,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the platform, e.g. MLAMBDA_TELEMETRY=0")
+    parser.add_argument("--seed", type=Path, help="another seed file (functions and routes)")
+    parser.add_argument("--echo", action="store_true", help="POST /echo instead of /inference")
     args = parser.parse_args()
-    report = measure(args.connections, args.seconds)
+    env = dict(pair.split("=", 1) for pair in args.env)
+    report = measure(args.connections, args.seconds, env, args.seed, args.echo)
     print(json.dumps(report, indent=2, default=str))
     print(table(report))
 

@@ -383,6 +383,8 @@ def run(settings: Settings) -> None:
         http=protocol_class(limits),
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # the peer's address is the client's: no X-Forwarded-For trust
+        server_header=False,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.drain_s),
         backlog=4096,

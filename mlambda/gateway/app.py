@@ -271,15 +271,17 @@ class Gateway:
 
 
 REPLAYED = (b"idempotent-replayed", b"true")
+FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 def answer_of(outcome: Outcome) -> Answer:
     """How a route answers an invocation's outcome."""
     if outcome.error is not None:
         return Answer(http_status(outcome.error), (JSON,), error_body(outcome.error))
-    if outcome.headers:
-        return Answer(outcome.status, tuple((k.lower().encode("latin-1"), v.encode("latin-1"))
-                                            for k, v in outcome.headers), outcome.body)
+    if outcome.headers:  # the gateway frames the body itself, as API Gateway does
+        return Answer(outcome.status, tuple(
+            (name, v.encode("latin-1")) for k, v in outcome.headers
+            if (name := k.lower().encode("latin-1")) not in FRAMING), outcome.body)
     return Answer(outcome.status, (JSON,), outcome.body)
 
 

@@ -12,7 +12,11 @@ protocol adds, per connection:
   every connection each `TICK_S`);
 - a cap on the request line plus headers, in bytes and in fields: 431, closed;
 - a cap on open connections: past it a new connection gets 503 at once and is closed;
-- our JSON error for each of these and for unparsable HTTP (uvicorn's is plain text).
+- our JSON error for each of these and for unparsable HTTP (uvicorn's is plain text);
+- one write per response: uvicorn writes a response's head and its body separately, two
+  send(2) calls where one does (`Cycle`);
+- the keep-alive timeout on the same tick as the deadlines: uvicorn arms a timer after
+  every response and cancels it at the next request, two heap operations per request.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from mlambda.errors import BadRequest, HeadersTooLarge, MlambdaError, Overloaded, RequestTimeout
 from mlambda.gateway.http import error_body
@@ -38,6 +46,7 @@ class Limits:
 
 
 TICK_S = 0.25  # how often deadlines are checked: a timeout fires up to this late
+KEEP_ALIVE = "keep-alive"  # what an idle connection between two requests waits for
 
 
 class _Refused(Exception):
@@ -76,6 +85,60 @@ class Deadlines:
                 conn.expire()
         if connections:
             self.watch(loop, connections)
+
+
+class _Corked:
+    """A transport that holds what is written to it until `flush`, and flushes before
+    it closes; everything else is the real transport's."""
+
+    __slots__ = ("held", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.held.append(data)
+
+    def flush(self) -> None:
+        if self.held:
+            self.transport.write(b"".join(self.held))
+            self.held.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, writing a response's head together with its
+    first body part: one send(2) per response, not two."""
+
+    corked: _Corked | None = None  # while the head waits for the body
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "http.response.start" and not self.response_started:
+            real = self.transport
+            self.corked = _Corked(real)
+            self.transport = self.corked  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            except BaseException:
+                self.transport, self.corked = real, None
+                raise
+            return
+        corked, self.corked = self.corked, None
+        if corked is None:
+            await super().send(message)
+            return
+        try:
+            await super().send(message)
+        finally:
+            self.transport = corked.transport
+            corked.flush()
 
 
 class GuardedHttp(HttpToolsProtocol):
@@ -142,6 +205,9 @@ class GuardedHttp(HttpToolsProtocol):
         self.deadline = None
         if self.transport.is_closing():
             return
+        if self.awaiting == KEEP_ALIVE:  # idle between requests: close, nothing to say
+            self.transport.close()
+            return
         cycle = self.cycle
         if cycle is None or not cycle.response_started or cycle.response_complete:
             seconds = (self.limits.body_timeout_s if self.awaiting == "body"
@@ -155,7 +221,7 @@ class GuardedHttp(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.head_bytes = self.head_fields = 0
-        if self.deadline is None:
+        if self.deadline is None or self.awaiting == KEEP_ALIVE:
             self.arm(self.limits.header_timeout_s, "line and headers")
 
     def on_url(self, url: bytes) -> None:
@@ -173,10 +239,24 @@ class GuardedHttp(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.arm(self.limits.body_timeout_s, "body")
         super().on_headers_complete()
+        if type(self.cycle) is RequestResponseCycle:  # its task has not run yet
+            self.cycle.__class__ = Cycle
 
     def on_message_complete(self) -> None:
         self.deadline = None
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timeout as a deadline instead of a timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # the next pipelined request
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif self.deadline is None:
+            self.arm(self.timeout_keep_alive, KEEP_ALIVE)
 
     def count_head(self, n: int) -> None:
         self.head_bytes += n

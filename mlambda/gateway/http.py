@@ -71,9 +71,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 async def respond(send: Send, status: int, body: bytes,
                   headers: list[tuple[bytes, bytes]] | None = None) -> int:
-    """Send a whole response; returns its status (for the route's metrics)."""
-    await send({"type": "http.response.start", "status": status,
-                "headers": headers if headers is not None else [JSON]})
+    """Send a whole response (with its length: not chunked); returns its status (for the
+    route's metrics)."""
+    headers = [JSON] if headers is None else headers
+    if status != 204 and status != 304:
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
 

@@ -102,6 +102,30 @@ def test_a_silent_connection_is_closed(server: Server) -> None:
     assert took < TIMEOUT_S + 3
 
 
+def test_an_idle_keep_alive_connection_is_closed_quietly(server: Server) -> None:
+    """A request answered in one piece with its length (not chunked), then the idle
+    connection closed after the keep-alive timeout (5 s) without another word."""
+    body = b'{"keep":"alive"}'
+    with socket.create_connection(address(server)) as sock:
+        sock.sendall(f"POST /echo HTTP/1.1\r\nHost: x\r\nx-api-key: {server.invoke_key}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body)
+        sock.settimeout(10)
+        data = b""
+        while not data.endswith(body):
+            data += sock.recv(65536)
+        answered = time.monotonic()
+        head = data.partition(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"content-length: 16" in head
+        assert b"transfer-encoding" not in head and b"server:" not in head
+        rest = b""
+        while chunk := sock.recv(65536):  # b"": the server closed the connection
+            rest += chunk
+        idle = time.monotonic() - answered
+    assert rest == b""  # no 408 for a connection that merely kept alive
+    assert 4.0 < idle < 5.0 + 3
+
+
 @pytest.mark.parametrize("headers", [
     {"x-big": "a" * 5000},
     {f"x-h{i}": "v" for i in range(25)},
