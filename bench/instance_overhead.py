@@ -5,11 +5,8 @@ answer's JSON, the `Result` frames sent on a real socket) against the bare loop
 (so another process on the machine changes both alike).
 
     .venv/bin/python -m bench.instance_overhead [--rounds 30] [--batch 64] [--profile]
-
-Instructions instead of seconds (repeatable on a busy machine):
-
-    for only in instance bare; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-      .venv/bin/python -m bench.instance_overhead --only $only --rounds 10 2>&1 | grep refs; done
+(`--only instance|bare` runs one path alone, for a sampling profiler such as py-spy;
+instruction counts under callgrind did not repeat here: onnxruntime's own threads vary.)
 """
 
 from __future__ import annotations
@@ -105,8 +102,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="cProfile the instance path")
     parser.add_argument("--only", choices=["instance", "bare"],
-                        help="run just one path, --rounds times (to count its instructions: "
-                             "valgrind --tool=callgrind, once with each, and subtract)")
+                        help="run just one path, --rounds times (for a profiler)")
     args = parser.parse_args()
     inst, _ = instance()
     batches = [batch_of(args.batch, b) for b in range(4)]

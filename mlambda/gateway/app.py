@@ -207,12 +207,14 @@ class Gateway:
         except BaseException as exc:
             self.idempotency.abandon(slot, exc)
             raise
-        if self.metrics is not None:  # the alias ran it once, however many asked
-            self.metrics.on_alias_future(route.function, route.qualifier,
-                                         version.spec.memory_mb, future)
-        # settled by the invocation itself, whatever becomes of this request
+        # settled by the invocation itself (before this request resumes), whatever
+        # becomes of this request
         future.add_done_callback(functools.partial(self.settle, slot, rule.ttl_s))
-        return await asyncio.shield(slot.done)
+        outcome = await future
+        if self.metrics is not None:  # the alias ran it once, however many asked
+            self.metrics.on_alias_outcome(route.function, route.qualifier, outcome,
+                                          version.spec.memory_mb)
+        return answer_of(outcome)
 
     def settle(self, slot: Slot, ttl_s: float, future: asyncio.Future[Outcome]) -> None:
         if future.cancelled():

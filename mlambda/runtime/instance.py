@@ -284,7 +284,8 @@ class Instance:
                 self.run_one(batch, i, events[i], bad.get(i))
 
     def finish(self, batch: p.Batch, index: int, value: Any, error: ErrorInfo | None,
-               started: float, logs: str) -> p.Result:
+               started: float, logs: str, mem: int | None = None) -> p.Result:
+        """One invocation's `Result`; `mem`: the peak memory, if just read for the batch."""
         body, status = b"", 200
         headers: tuple[tuple[str, str], ...] = ()
         if error is None:
@@ -292,7 +293,8 @@ class Instance:
                 body, status, headers = self.result_of(value, self.spec.event == "proxy")
             except _Marshal as exc:
                 error = function_error(exc.error_type, exc.message)
-        mem = self.peak_memory_mb()
+        if mem is None:
+            mem = self.peak_memory_mb()
         if mem > self.spec.memory_mb:
             error = function_error(
                 RUNTIME_OOM,
@@ -345,12 +347,14 @@ class Instance:
         out: list[bytes] = []
         by_index = dict(zip(good, values, strict=True))
         oom = False
+        mem = self.peak_memory_mb()  # one reading for the batch: it ran as one call
         for i in range(len(events)):
             value = by_index.get(i)
             error = bad.get(i)
             if error is None and isinstance(value, BaseException):
                 error, value = _error_from(value), None
-            result = self.finish(batch, i, value, error, started, logs if i == good[0] else "")
+            result = self.finish(batch, i, value, error, started, logs if i == good[0] else "",
+                                 mem)
             oom = oom or (result.error is not None and result.error.error_type == RUNTIME_OOM)
             out.append(p.encode(result))
         self.send_raw(b"".join(out))
