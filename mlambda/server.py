@@ -8,6 +8,7 @@ stop (SIGINT/SIGTERM, via uvicorn): stop accepting, let in-flight requests finis
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import os
@@ -51,6 +52,7 @@ from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
 
 log = logging.getLogger("mlambda")
+GC_THRESHOLDS = (20_000, 20, 20)  # the cyclic collector's, for a server process
 
 
 class Platform:
@@ -266,6 +268,11 @@ class Platform:
             for role, secret in self.new_secrets.items():
                 print(f"  {role:6} key: {secret}", flush=True)
             self.new_secrets = {}
+        # Everything loaded so far lives as long as the process: out of the collector's
+        # way (gc.freeze), and collections far rarer than every 700 allocations, which
+        # under load meant a collection every few requests (benchmarks.md, issue 14)
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
 
     async def stop(self) -> None:
         await self.control.stop()
