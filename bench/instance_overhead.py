@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.common import ROOT
+from mlambda import heap
 from mlambda.runtime import protocol as p
 from mlambda.runtime.instance import Instance
 from mlambda.spec import load_spec
@@ -101,6 +102,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="cProfile the instance path")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="leave the collector as CPython sets it (an instance settles it "
+                             "after init: mlambda.heap)")
     parser.add_argument("--only", choices=["instance", "bare"],
                         help="run just one path, --rounds times (for a profiler)")
     args = parser.parse_args()
@@ -110,6 +114,8 @@ def main() -> None:
     for b in batches:  # warm both
         inst.run_batch(b)
     bare(jpegs)
+    if not args.default_gc:
+        heap.settle()  # as Instance.run does after init
     if args.only is not None:
         for r in range(args.rounds):
             if args.only == "instance":

@@ -8,7 +8,6 @@ stop (SIGINT/SIGTERM, via uvicorn): stop accepting, let in-flight requests finis
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import logging
 import os
@@ -23,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-from mlambda import plans
+from mlambda import heap, plans
 from mlambda.control import ControlPlane
 from mlambda.cost import DEFAULT_PRICES, Prices, load_prices
 from mlambda.dashboard.app import Dashboard
@@ -52,7 +51,6 @@ from mlambda.telemetry.metricstore import MetricStore, Retention
 from mlambda.volume import ModelStore
 
 log = logging.getLogger("mlambda")
-GC_THRESHOLDS = (20_000, 20, 20)  # the cyclic collector's, for a server process
 
 
 class Platform:
@@ -268,11 +266,7 @@ class Platform:
             for role, secret in self.new_secrets.items():
                 print(f"  {role:6} key: {secret}", flush=True)
             self.new_secrets = {}
-        # Everything loaded so far lives as long as the process: out of the collector's
-        # way (gc.freeze), and collections far rarer than every 700 allocations, which
-        # under load meant a collection every few requests (benchmarks.md, issue 14)
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        heap.settle()  # what is loaded now lives as long as the process
 
     async def stop(self) -> None:
         await self.control.stop()

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from mlambda import volume
+from mlambda import heap, volume
 from mlambda.errors import (
     RUNTIME_BAD_PROXY,
     RUNTIME_HANDLER_NOT_FOUND,
@@ -111,6 +111,7 @@ class Instance:
         if error is not None:
             self.send(p.InitFailed(error))
             os._exit(EXIT_INIT_FAILED)
+        heap.settle()  # the handler's module and what its init loaded (a model) stay
         while True:
             msg = self.receive()
             if msg is None or isinstance(msg, p.Stop):

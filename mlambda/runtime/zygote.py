@@ -9,6 +9,7 @@ It holds no threads when it forks (checked before every fork), dies with the gat
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import os
 import selectors
@@ -155,6 +156,7 @@ class Template:
         if thread_count() != 1:
             self.fail("the template started a thread; it can no longer fork safely", ())
         template_pid = os.getpid()
+        gc.freeze()  # the preloaded modules: never walked (nor written to) by the instances
         try:
             pid = os.fork()
         except OSError as exc:  # e.g. the function's processes are at RLIMIT_NPROC
