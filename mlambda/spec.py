@@ -15,6 +15,8 @@ import msgspec
 
 from mlambda.errors import InvalidParameter, InvalidSpec
 
+CPUS = os.cpu_count() or 1  # read once: each call reads /sys (the dispatcher asks often)
+
 SPEC_FILE = "function.toml"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -53,7 +55,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     @property
     def max_instances(self) -> int:
-        return self.scaling.max_instances or (os.cpu_count() or 1)
+        return self.scaling.max_instances or CPUS
 
     @property
     def template_ttl_s(self) -> float:
