@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 
 from bench.common import ROOT, start_platform, wrk
-from bench.model_throughput import throughput
+from bench.model_throughput import single_latency, throughput
 
 UNIQUE = ROOT / "bench" / "unique.lua"
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     args = parser.parse_args()
     alone = throughput(64, 2, 10)
+    single = single_latency()
     platform = start_platform()
     try:
         key = platform.invoke_key
@@ -69,14 +70,17 @@ def main() -> None:
         c1000 = wrk(url, 1000, args.seconds, 2, key, body(), script=UNIQUE)
     finally:
         platform.stop()
-    report = {"model_alone_2proc_batch64": alone, "cold_burst_1000": cold, "c1": asdict(c1),
+    report = {"model_alone_2proc_batch64": alone, "model_single_image": single,
+              "cold_burst_1000": cold, "c1": asdict(c1),
+              "c1_p50_over_model_ms": c1.p50_ms - single["p50_ms"],
               "c1000": asdict(c1000),
               "share_of_model_alone": c1000.requests_per_s / alone}
     print(json.dumps(report, indent=2))
     print(f"\npreprocess + model alone (2 processes, batch 64): {alone:,.0f} images/s")
     print(f"cold burst of 1000 at once: {cold['ok']} of 1000 answered 200, p50 "
           f"{cold['p50_s']:.2f} s, p99 {cold['p99_s']:.2f} s, slowest {cold['slowest_s']:.2f} s")
-    print(f"POST /inference, concurrency 1:    {c1.row()}")
+    print(f"POST /inference, concurrency 1:    {c1.row()} (p50 {c1.p50_ms - single['p50_ms']:+.2f} "
+          f"ms over the model's own single-image p50, {single['p50_ms']:.2f} ms)")
     print(f"POST /inference, 1000 connections: {c1000.row()} "
           f"({report['share_of_model_alone']:.0%} of the model alone)")
 
