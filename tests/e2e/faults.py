@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 
 def call(server: Server, path: str, event: dict[str, object]) -> tuple[int, dict[str, object]]:
@@ -60,6 +60,20 @@ class FaultTests:
         assert body["errorType"] == "Task.TimedOut"
         assert "Task timed out after 1.00 seconds" in str(body["errorMessage"])
         assert healthy(server) != before
+
+    def test_a_call_queued_behind_a_hang_is_answered(self, server: Server,
+                                                     scratch: Path) -> None:
+        """One instance; a call that arrives while it hangs waits for it, and when the hung
+        instance is stopped the waiting call runs on the next one (on `local` it is
+        re-queued; on Ray the exiting replica refuses it unrun and the gateway resends)."""
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            hung = pool.submit(call, server, "/stuck", {"hang": str(scratch)})
+            wait_for((scratch / "hanging").exists, 30, "the instance to hang")
+            waiting = pool.submit(call, server, "/stuck", {})
+            status, body = hung.result(timeout=60)
+            assert (status, body["errorType"]) == (504, "Task.TimedOut"), body
+            status, body = waiting.result(timeout=60)
+            assert status == 200, body
 
     # hog: holds 600 MB until the watchdog stops it; spike: allocates 600 MB and returns
     @pytest.mark.parametrize("do", ["hog", "spike"])

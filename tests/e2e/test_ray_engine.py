@@ -69,7 +69,10 @@ def ray_server(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     s = start_server(tmp_path_factory.mktemp("ray"), seed=RAY_SEED,
                      env={"MLAMBDA_ENGINE": "ray", "MLAMBDA_RAY_ADDRESS": cluster.address,
                           # ten versions' replicas on two 1-CPU nodes, idle ones included
-                          "MLAMBDA_RAY_REPLICA_CPUS": "0.1"})
+                          "MLAMBDA_RAY_REPLICA_CPUS": "0.1"},
+                     # joining Ray starts Serve's controller (an actor, a new worker
+                     # process): on a busy machine that alone can take tens of seconds
+                     ready_s=120)
     yield s
     s.stop()
     assert_all_gone(s)
