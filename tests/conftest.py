@@ -117,7 +117,8 @@ def _remove_data_dirs() -> Iterator[None]:
 
 
 def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None = None,
-                 data: Path | None = None, args: tuple[str, ...] = ()) -> Server:
+                 data: Path | None = None, args: tuple[str, ...] = (),
+                 ready_s: float = 30) -> Server:
     port = free_port()
     data = data or data_dir()
     log_path = tmp / f"server-{port}.log"
@@ -140,7 +141,7 @@ def start_server(tmp: Path, seed: Path = TEST_SEED, env: dict[str, str] | None =
         except httpx.HTTPError:
             return False
 
-    wait_for(healthy, 30, "the server to answer /healthz")
+    wait_for(healthy, ready_s, "the server to answer /healthz")
     server.admin_key = (data / "admin.key").read_text().strip()
     server.invoke_key = (data / "invoke.key").read_text().strip()
     return server

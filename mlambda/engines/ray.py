@@ -20,19 +20,20 @@ from typing import Any
 
 import ray
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import (
+    NodeDiedError,
+    ObjectLostError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from mlambda.engines.base import Engine
-from mlambda.engines.ray_replica import Replica, Reply
-from mlambda.errors import (
-    RUNTIME_EXIT,
-    ErrorInfo,
-    ShuttingDown,
-    TooManyRequests,
-    function_error,
-)
+from mlambda.engines.ray_replica import Replica, ReplicaExiting, Reply
+from mlambda.errors import ErrorInfo, Internal, ShuttingDown
+from mlambda.runtime import faults
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import InitError, Outcome, VersionRef
 
@@ -45,6 +46,9 @@ METRICS_INTERVAL_S = 0.5
 LOOK_BACK_S = 2.0
 PLACEMENT_TIMEOUT_S = 30.0  # as `local`'s bound on an instance's init
 UNAVAILABLE = ShuttingDown.error_type  # 503: the platform could not run it in time
+RESEND_AFTER_S = 0.05  # a call refused unrun by an exiting replica, sent again after
+# How Ray reports a call whose replica went away under it (its process or its node).
+LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
 
 @dataclass
@@ -141,13 +145,15 @@ class RayEngine(Engine):
     async def call(self, st: VersionState, item: p.Item) -> Outcome:
         handle = await self.handle(st)
         arrived = time.monotonic()
-        attempts = 2 if st.ref.spec.retry_on_crash else 1
+        spec = st.ref.spec
         # never a hang: a replica's start (placement and init), then the function's timeout
-        bound = PLACEMENT_TIMEOUT_S + st.ref.spec.timeout_s
-        for attempt in range(attempts):
+        bound = PLACEMENT_TIMEOUT_S + spec.timeout_s
+        deadline = arrived + bound
+        attempts = 0
+        while True:
             response = handle.invoke.remote(item)
             try:
-                reply: Reply = await asyncio.wait_for(response, bound)
+                reply: Reply = await asyncio.wait_for(response, deadline - time.monotonic())
                 break
             except TimeoutError:
                 response.cancel()
@@ -156,16 +162,25 @@ class RayEngine(Engine):
                                  "(the cluster may lack the CPUs for another replica)",
                     (), "service"), arrived)
             except BackPressureError:
-                raise TooManyRequests(
-                    f"{st.ref.key}: {st.ref.spec.scaling.max_queue} invocations already "
-                    f"queued (max_queue {st.ref.spec.scaling.max_queue})", "QueueFull",
-                ) from None
-            except RayActorError as exc:  # the replica died: its process or its node
-                if attempt + 1 < attempts:
+                raise faults.queue_full(st.ref.key, spec.scaling.max_queue) from None
+            except RayTaskError as exc:
+                if isinstance(exc.cause, ReplicaExiting):  # never ran: send it again
+                    await asyncio.sleep(RESEND_AFTER_S)
                     continue
-                return self.error(st, item, function_error(
-                    RUNTIME_EXIT, f"RequestId: {item.request_id} Error: Runtime exited with "
-                                  f"error: replica lost ({type(exc).__name__})"), arrived)
+                log.error("%s: replica failed a call: %s", st.ref.key, exc)
+                return self.error(st, item, Internal(
+                    f"{st.ref.key}: the replica failed the call ({type(exc.cause).__name__})"
+                ).info(), arrived)
+            except (*LOST, asyncio.CancelledError) as exc:  # its replica (or node) went
+                task = asyncio.current_task()
+                if isinstance(exc, asyncio.CancelledError) and (task is None or
+                                                                task.cancelling()):
+                    raise  # our own caller cancelled the call, not Ray
+                error = faults.exited(item.request_id, f"replica lost ({type(exc).__name__})")
+                if faults.retried(error, spec, attempts):
+                    attempts += 1
+                    continue
+                return self.error(st, item, error, arrived)
         self.note(st, reply)
         r = reply.result
         elapsed_ms = (time.monotonic() - arrived) * 1000

@@ -27,7 +27,8 @@ import ray
 from ray import serve
 
 from mlambda import volume
-from mlambda.errors import RUNTIME_TEMPLATE, TIMED_OUT, ErrorInfo, function_error
+from mlambda.errors import RUNTIME_TEMPLATE, ErrorInfo, function_error
+from mlambda.runtime import faults, supervisor
 from mlambda.runtime import protocol as p
 from mlambda.runtime.calls import Calls
 from mlambda.runtime.instance import EXIT_OOM, Instance
@@ -36,6 +37,7 @@ from mlambda.runtime.zygote import set_environment
 FAILED_BACKOFF_S = 5.0  # as `local`: an init failure is answered, then init is tried again
 EXIT_DELAY_S = 0.2  # a replica that must die answers first, then exits
 EXIT_TIMED_OUT = 5
+MEMORY_CHECK_S = 0.05  # the watchdog's period while a batch runs: one read of /proc
 
 
 class Reply(msgspec.Struct, frozen=True, array_like=True):
@@ -113,6 +115,8 @@ class Replica:
         volume.set_reporter(self.inst.report_model)
         sys.stdout = sys.stderr = self.inst.capture
         self.failure: ErrorInfo | None = None
+        self.exiting = False
+        self.baseline_rss_mb = supervisor.rss_mb(os.getpid())
         self.failed_at = 0.0
         self.init()
 
@@ -146,6 +150,8 @@ class Replica:
 
     @serve.batch(max_batch_size=1, batch_wait_timeout_s=0.0)  # type: ignore[untyped-decorator, unused-ignore]
     async def invoke(self, items: list[p.Item]) -> list[Reply]:
+        if self.exiting:
+            raise ReplicaExiting(self.instance_id)
         if self.failure is not None and time.monotonic() - self.failed_at >= FAILED_BACKOFF_S:
             await asyncio.get_running_loop().run_in_executor(self.pool, self.init)
         spec = self.config.spec
@@ -159,24 +165,43 @@ class Replica:
         replies = [Reply(r, self.instance_id, self.node_id, init_ms if i == 0 else None,
                          self.inst.take_models() if i == 0 else ())
                    for i, r in enumerate(sorted(results, key=lambda r: r.index))]
-        if self.inst.over_limit:
+        if self.inst.over_limit and not self.exiting:
             self.exit_soon(EXIT_OOM)
         return replies
 
     async def run(self, batch: p.Batch) -> list[p.Result]:
-        """The batch on the handler thread, bounded by the function's timeout: past it, the
-        batch is answered `Task.TimedOut` and the replica exits (its thread cannot be
-        stopped), as `local` kills a timed-out instance; Ray Serve starts another."""
+        """The batch on the handler thread, bounded by the function's timeout and watched
+        for its memory: past either, the batch is answered `Task.TimedOut` or
+        `Runtime.OutOfMemory` and the replica exits (its thread cannot be stopped), as
+        `local` kills such an instance; Ray Serve starts another."""
         loop = asyncio.get_running_loop()
         running = loop.run_in_executor(self.pool, self.run_batch, batch)
+        watchdog = loop.create_task(self.over_memory())
+        either: set[asyncio.Future[Any]] = {running, watchdog}
         try:
-            return await asyncio.wait_for(asyncio.shield(running), self.config.spec.timeout_s)
-        except TimeoutError:
-            self.exit_soon(EXIT_TIMED_OUT)
-            return [self.error_result(batch, i, function_error(
-                TIMED_OUT, f"RequestId: {item.request_id} Error: Task timed out after "
-                           f"{self.config.spec.timeout_s:.2f} seconds"))
+            done, _ = await asyncio.wait(either, timeout=self.config.spec.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watchdog.cancel()
+        if running in done:
+            return running.result()
+        spec = self.config.spec
+        if watchdog in done:
+            self.exit_soon(EXIT_OOM)
+            return [self.error_result(batch, i, faults.out_of_memory(item.request_id,
+                                                                     spec.memory_mb))
                     for i, item in enumerate(batch.items)]
+        self.exit_soon(EXIT_TIMED_OUT)
+        return [self.error_result(batch, i, faults.timed_out(item.request_id, spec.timeout_s))
+                for i, item in enumerate(batch.items)]
+
+    async def over_memory(self) -> None:
+        """Returns once the replica holds more than `memory_mb` beyond what Ray's worker held
+        before the function (`local`'s watchdog, from inside: a replica may run on any
+        node)."""
+        limit = self.config.spec.memory_mb + self.baseline_rss_mb
+        while supervisor.rss_mb(os.getpid()) <= limit:
+            await asyncio.sleep(MEMORY_CHECK_S)
 
     def run_batch(self, batch: p.Batch) -> list[p.Result]:
         self.inst.results = []
@@ -187,7 +212,14 @@ class Replica:
         return p.Result(batch.batch_id, index, b"", error, 200, (), 0.0, 0,
                         self.inst.capture.take() if index == 0 else "", len(batch.items))
 
-    @staticmethod
-    def exit_soon(code: int) -> None:
+    def exit_soon(self, code: int) -> None:
+        """Answer first, then exit; calls routed here meanwhile are refused unrun
+        (`ReplicaExiting`: the engine sends them again, as `local` requeues the batch an
+        exiting instance had not started)."""
+        self.exiting = True
         asyncio.get_running_loop().call_later(EXIT_DELAY_S, os._exit, code)
+
+
+class ReplicaExiting(Exception):
+    """This replica is about to exit (timed out, over its memory): the call never ran."""
 

@@ -28,11 +28,10 @@ from mlambda.errors import (
     TIMED_OUT,
     ErrorInfo,
     ShuttingDown,
-    TooManyRequests,
     function_error,
 )
+from mlambda.runtime import faults, supervisor
 from mlambda.runtime import protocol as p
-from mlambda.runtime import supervisor
 from mlambda.runtime.autoscaler import InstanceView, ScaleSnapshot, decide
 from mlambda.runtime.batching import BatchSnapshot, plan_batch
 from mlambda.runtime.fairqueue import FairQueue
@@ -216,11 +215,7 @@ class Dispatcher:
         if not self.accepting:
             raise ShuttingDown(f"{self.version.key} is draining")
         if len(self.queue) >= self.spec.scaling.max_queue:
-            full = TooManyRequests(
-                f"{self.version.key}: {len(self.queue)} invocations already queued "
-                f"(max_queue {self.spec.scaling.max_queue})",
-                "QueueFull",
-            )
+            full = faults.queue_full(self.version.key, self.spec.scaling.max_queue)
             pushed_out = self.queue.displace(tenant, weight)
             if pushed_out is None:
                 raise full
@@ -632,7 +627,7 @@ class Dispatcher:
         elapsed = (time.monotonic() - flight.started) * 1000
         for inv in running:
             error = self.death_error(inst, inv, status)
-            if error.error_type == RUNTIME_EXIT and self.spec.retry_on_crash and inv.attempts == 0:
+            if faults.retried(error, self.spec, inv.attempts):
                 inv.attempts += 1
                 self.queue.push_front(inv)
             else:
@@ -654,16 +649,10 @@ class Dispatcher:
                     status: p.Exited | None) -> ErrorInfo:
         rid = inv.item.request_id
         if inst.kill_reason == TIMED_OUT:
-            return function_error(
-                TIMED_OUT, f"RequestId: {rid} Error: Task timed out after "
-                           f"{self.spec.timeout_s:.2f} seconds")
+            return faults.timed_out(rid, self.spec.timeout_s)
         if inst.kill_reason == RUNTIME_OOM:
-            return function_error(
-                RUNTIME_OOM, f"RequestId: {rid} Error: Runtime exited with error: memory "
-                             f"exceeded the limit of {self.spec.memory_mb} MB; killed")
-        return function_error(RUNTIME_EXIT,
-                              f"RequestId: {rid} Error: Runtime exited with error: "
-                              f"{_how(status)}")
+            return faults.out_of_memory(rid, self.spec.memory_mb)
+        return faults.exited(rid, _how(status))
 
     # -- memory watchdog (called by the engine's monitor) --------------------------------
 

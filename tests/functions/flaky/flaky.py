@@ -3,6 +3,8 @@ from typing import Any
 
 
 def handler(event: Any, context: Any) -> Any:
+    if event.get("always"):  # crashes whatever instance runs it
+        os._exit(1)
     marker = event["marker"]
     if not os.path.exists(marker):
         with open(marker, "w") as f:
