@@ -36,7 +36,14 @@ import httpx
 from mlambda.registry import Alias, Registry
 from mlambda.telemetry import series as s
 from mlambda.telemetry.logstore import INVOCATION, LogRecord, LogStore
-from mlambda.telemetry.metricstore import FINE, HOURLY, ROLLUP, MetricStore, SeriesKey
+from mlambda.telemetry.metricstore import (
+    DAILY,
+    FINE,
+    HOURLY,
+    ROLLUP,
+    MetricStore,
+    SeriesKey,
+)
 from mlambda.telemetry.series import Point
 from tests.conftest import start_server, wait_for
 
@@ -93,7 +100,7 @@ def fill_metrics(data: Path, names: list[str], days: float, now: float) -> None:
     store = MetricStore(data / "metrics.db")
     rng = random.Random(1)
     start = now - days * 86400
-    tiers = [(ROLLUP, start), (HOURLY, start), (FINE, max(start, now - 86400))]
+    tiers = [(ROLLUP, start), (HOURLY, start), (DAILY, start), (FINE, max(start, now - 86400))]
     for name in names:
         keys = [SeriesKey(name), SeriesKey(name, alias="live"), SeriesKey(name, version="1")]
         for period, first in tiers:
@@ -105,7 +112,7 @@ def fill_metrics(data: Path, names: list[str], days: float, now: float) -> None:
                         store.merge_row(period, store.series_id(key), ts, p)
                     ts += period
     with store.transaction():
-        for period in (ROLLUP, HOURLY):
+        for period in (ROLLUP, HOURLY, DAILY):
             store.set_meta(f"rolled_until_{period}", (now - FINE) // period * period)
     store.close()
 

@@ -189,6 +189,8 @@ def histogram_stats(name: str, h: s.Histogram | None, wanted: tuple[str, ...],
                     names: frozenset[str] | None = None) -> dict[str, float | None]:
     if names is not None:
         wanted = tuple(w for w in wanted if name + w in names)
+        if not wanted:
+            return {}
     if h is None or not h.count:
         return {name + stat: None for stat in wanted}
     ranks = [int(stat[1:]) / 100 for stat in wanted if stat[0] == "P"]
@@ -226,17 +228,18 @@ def timeseries(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
     shape = route_stats if is_route else stats
     empty = shape(None, names)
     series: dict[str, list[list[float | None]]] = {n: [] for n in empty}
-    for ts in r.buckets():
-        p = points.get(ts)
-        for n, v in (empty if p is None else shape(p, names)).items():
-            series[n].append([ts, v])
     whole = total(store, live, live_ts, key, r)  # from days and hours: fewer merges
     seen = breakdown(whole, is_route)
     labels: dict[str, dict[str, list[list[float]]]] = {
         group: {label: [] for label in found} for group, found in seen.items()}
-    if any(labels.values()):
-        for ts in r.buckets():
-            by = breakdown(points.get(ts), is_route)
+    labelled = any(labels.values())
+    nothing = breakdown(None, is_route)
+    for ts in r.buckets():
+        p = points.get(ts)
+        for n, v in (empty if p is None else shape(p, names)).items():
+            series[n].append([ts, v])
+        if labelled:
+            by = nothing if p is None else breakdown(p, is_route)
             for group, values in labels.items():
                 for label, pairs in values.items():
                     pairs.append([ts, by[group].get(label, 0.0)])
