@@ -340,7 +340,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     ap.add_argument("--data", type=Path, default=None,
                     help="time the pages on this data directory (one a --keep run filled) "
-                         "instead of filling a new one: no sizes reported")
+                         "instead of filling a new one (its first --functions functions): no "
+                         "sizes reported")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mlambda-bench-dash-"))
@@ -348,7 +349,7 @@ def main() -> None:
     if args.data is not None:
         data = args.data
         registry = Registry(data)
-        names = registry.functions()
+        names = registry.functions()[:args.functions]
         registry.close()
         result.update({"data": str(data), "functions": len(names)})
     else:
