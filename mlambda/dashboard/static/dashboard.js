@@ -20,8 +20,11 @@
 
   const SERIES = Object.values(CHARTS).flat().map(([key]) => key).join(",");
 
+  let loading = true;  // measures only until the first view is complete: a tab left
+                       // open all day must not pile up timing entries
+
   function measure(name, start) {
-    performance.measure("mlambda:" + name, { start, end: performance.now() });
+    if (loading) performance.measure("mlambda:" + name, { start, end: performance.now() });
   }
 
   async function api(path, params, signal) {
@@ -79,7 +82,10 @@
   }
 
   function ready(...first) {
-    Promise.all(first).then(() => performance.mark("mlambda:ready"));
+    Promise.all(first).then(() => {
+      loading = false;
+      performance.mark("mlambda:ready");
+    });
   }
 
   // -- overview ---------------------------------------------------------------------------
