@@ -28,7 +28,14 @@ from mlambda.engines.local import LocalEngine
 from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.spec import FunctionSpec
 from mlambda.telemetry.metrics import Gauges, Metrics, merged
-from mlambda.telemetry.metricstore import FINE, HOURLY, ROLLUP, MetricStore, SeriesKey
+from mlambda.telemetry.metricstore import (
+    DAILY,
+    FINE,
+    HOURLY,
+    ROLLUP,
+    MetricStore,
+    SeriesKey,
+)
 from mlambda.telemetry.series import Point
 
 
@@ -63,6 +70,7 @@ def main() -> None:
     start = end - minutes * 60
     fine_from = end - 86400
     hour: dict[SeriesKey, Point] = {}
+    day: dict[SeriesKey, Point] = {}
     recorded = 0
     began = time.perf_counter()
 
@@ -105,7 +113,12 @@ def main() -> None:
             hour.setdefault(key, Point()).merge(p)
         if (ts + 60) % HOURLY == 0:
             store.write(ts, hour, HOURLY)
+            for key, p in hour.items():
+                day.setdefault(key, Point()).merge(p)
             hour = {}
+        if (ts + 60) % DAILY == 0:
+            store.write(ts, day, DAILY)
+            day = {}
         if m % 1440 == 1439:
             print(f"day {(m + 1) // 1440}: {recorded:,} invocations, "
                   f"{store.bytes_on_disk() / 2**20:,.1f} MiB", flush=True)

@@ -345,12 +345,15 @@ class Client:
 
     def metrics(self, function: str | None = None, *, alias: str | None = None,
                 version: str | None = None, route: str | None = None, since: str = "1h",
-                until: str | None = None, period: int | None = None) -> dict[str, Any]:
+                until: str | None = None, period: int | None = None,
+                series: list[str] | None = None) -> dict[str, Any]:
         """A function's (alias's, version's) or a route's metrics: `{"period", "series":
-        {name: [[unix_ts, value], ...]}, "breakdown", "summary", ...}`."""
+        {name: [[unix_ts, value], ...]}, "breakdown", "summary", ...}` (only the `series`
+        named, if given)."""
         params: dict[str, Any] = {"since": since}
         for name, value in (("function", function), ("alias", alias), ("version", version),
-                            ("route", route), ("until", until), ("period", period)):
+                            ("route", route), ("until", until), ("period", period),
+                            ("series", ",".join(series) if series else None)):
             if value is not None:
                 params[name] = value
         result: dict[str, Any] = self._check(self.http.get("/admin/v1/metrics", params=params))

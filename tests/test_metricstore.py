@@ -8,7 +8,15 @@ from pathlib import Path
 
 from mlambda.telemetry import query as q
 from mlambda.telemetry import series as s
-from mlambda.telemetry.metricstore import FINE, HOURLY, ROLLUP, MetricStore, Retention, SeriesKey
+from mlambda.telemetry.metricstore import (
+    DAILY,
+    FINE,
+    HOURLY,
+    ROLLUP,
+    MetricStore,
+    Retention,
+    SeriesKey,
+)
 from mlambda.telemetry.series import Point
 
 ECHO = SeriesKey("echo")
@@ -116,3 +124,30 @@ def test_range_checks_name_the_field() -> None:
     assert q.parse_time("2026-11-29T00:00:00Z", now, "since") == 1_795_910_400
     assert q.parse_time("90", now, "since") == now - 90
     assert q.parse_time(str(T0 - 5), now, "since") == T0 - 5
+
+
+def test_a_total_reads_days_and_hours_and_adds_up_to_the_minutes(tmp_path: Path) -> None:
+    store = MetricStore(tmp_path / "m.db")
+    day0 = 20_834 * 86400  # a UTC midnight
+    minutes = {day0 + 60 * m: 1 + m % 7 for m in range(3 * 1440)}  # three days
+    sid = store.series_id(ECHO)
+    with store.transaction():
+        for ts, n in minutes.items():
+            store.merge_row(ROLLUP, sid, ts, point(n, 1.0 + n))
+    store.set_meta("rolled_until_60", day0 + 3 * 86400)  # as if from 10 s points
+    store.maintain(now=day0 + 3 * 86400 + 1, settle_s=0)
+    assert [ts for ts, _ in rows(store, DAILY)] == [day0, day0 + 86400, day0 + 2 * 86400]
+    since, until = day0 + 90 * 60, day0 + 3 * 86400 - 7 * 60 - 30  # ragged at both ends
+    spans = q.cover(store, since, until)
+    assert spans == [(ROLLUP, since, day0 + 7200), (HOURLY, day0 + 7200, day0 + 86400),
+                     (DAILY, day0 + 86400, day0 + 2 * 86400),
+                     (HOURLY, day0 + 2 * 86400, day0 + 3 * 86400 - 3600),
+                     (ROLLUP, day0 + 3 * 86400 - 3600, day0 + 3 * 86400 - 480),
+                     (FINE, day0 + 3 * 86400 - 480, until)]
+    expected = sum(n for ts, n in minutes.items() if since <= ts < until - 30)
+    r = q.Range(since, until, ROLLUP)
+    live = {ECHO: point(4, 2.0)}
+    bill = q.total(store, live, until - 1, ECHO, r, hists=False)
+    assert bill.counts[s.INVOCATIONS] == expected + 4 and not bill.hists
+    whole = q.total(store, live, until - 1, ECHO, r)
+    assert whole.counts[s.INVOCATIONS] == whole.hists[s.DURATION].count == expected + 4

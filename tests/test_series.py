@@ -69,3 +69,23 @@ def test_point_round_trips_through_its_encoding() -> None:
 
 def test_empty_histogram_has_no_quantile() -> None:
     assert Histogram().quantile(0.5) is None
+
+
+def test_quantiles_in_one_pass_equal_each_quantile() -> None:
+    rng = random.Random(3)
+    h = Histogram()
+    for _ in range(2000):
+        h.observe(rng.lognormvariate(2, 1.5))
+    qs = [0.99, 0.5, 0.0, 0.9, 1.0]
+    assert h.quantiles(qs) == [h.quantile(q) for q in qs]
+    assert Histogram().quantiles([0.5, 0.99]) == [None, None]
+
+
+def test_a_point_read_without_histograms_keeps_counters_and_gauges() -> None:
+    p = Point()
+    p.add(s.INVOCATIONS, 5)
+    p.add(s.labelled(s.THROTTLES, "QueueFull"), 2)
+    p.observe(s.DURATION, 12.5)
+    p.gauge(s.CONCURRENT, 3)
+    light = decode(encode(p), hists=False)
+    assert light.counts == p.counts and light.gauges == p.gauges and not light.hists

@@ -9,17 +9,16 @@ sign-out are the only state changes: both check a CSRF token and the Origin.
 
 from __future__ import annotations
 
-import mimetypes
 import re
 import secrets
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import cookie_parser
 
-from mlambda.dashboard import pages
+from mlambda.dashboard import assets, pages
 from mlambda.dashboard.security import HEADERS, origin_matches, tokens_match
 from mlambda.dashboard.sessions import Session, SessionStore
 from mlambda.errors import ErrorInfo, Forbidden, NotFound, PayloadTooLarge, Unauthorized
@@ -41,13 +40,15 @@ if TYPE_CHECKING:
 PREFIX = "/dashboard"
 SESSION_COOKIE = "mlambda_session"
 CSRF_COOKIE = "mlambda_signin"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 FORM_LIMIT = 8192
 READS = re.compile(
     r"^(functions(/[A-Za-z0-9_\-]+(/versions|/aliases)?)?|models(/[A-Za-z0-9_.\-]+)?"
     r"|logs|metrics|metrics/overview|cost)$")
 HTML = (b"content-type", b"text/html; charset=utf-8")
 NO_STORE = (b"cache-control", b"no-store")
+FOREVER = (b"cache-control", b"public, max-age=31536000, immutable")
+REVALIDATE = (b"cache-control", b"no-cache")
+GZIP_LEVEL = 4  # the data's JSON: 5x smaller for ~2 ms a 175 kB answer (level 9: 50 ms)
 
 
 class Dashboard:
@@ -80,7 +81,7 @@ class Dashboard:
         if rest == "":
             return await redirect(send, f"{PREFIX}/")
         if rest.startswith("/static/") and method in ("GET", "HEAD"):
-            return await self.static(send, rest[len("/static/"):])
+            return await self.static(scope, send, rest[len("/static/"):])
         if rest == "/signin":
             if method == "POST":
                 return await self.signin(scope, receive, send)
@@ -178,17 +179,28 @@ class Dashboard:
         sub = {**scope, "path": path, "raw_path": quote(path).encode(), PRINCIPAL: key,
                "headers": [(k, v) for k, v in scope["headers"]
                            if k not in (b"cookie", b"x-api-key", b"authorization")]}
-        await self.platform.gateway.admin(sub, receive, send)
+        compressed = GZipMiddleware(self.platform.gateway.admin, minimum_size=1024,
+                                    compresslevel=GZIP_LEVEL)
+        await compressed(sub, receive, send)
 
-    async def static(self, send: Send, name: str) -> None:
-        path = (STATIC_DIR / unquote(name)).resolve()
-        if not path.is_file() or STATIC_DIR not in path.parents:
+    async def static(self, scope: Scope, send: Send, name: str) -> None:
+        """A static file: kept a year under its fingerprinted URL, revalidated (ETag)
+        under any other; gzipped for a browser that takes it."""
+        found = assets.asset(unquote(name))
+        if found is None:
             return await respond(send, 404, b"not found", [(b"content-type", b"text/plain")])
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if kind.startswith("text/") or kind.endswith("javascript"):
-            kind += "; charset=utf-8"
-        await respond(send, 200, path.read_bytes(), [
-            (b"content-type", kind.encode()), (b"cache-control", b"private, max-age=300")])
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        current = query.get("v", [""])[0] == found.fingerprint
+        headers = [(b"content-type", found.content_type.encode()),
+                   (b"etag", found.etag.encode()), (b"vary", b"accept-encoding"),
+                   FOREVER if current else REVALIDATE]
+        if text_header(scope, b"if-none-match") == found.etag:
+            return await respond(send, 304, b"", headers)
+        body = found.body
+        if found.gzipped is not None and accepts_gzip(text_header(scope, b"accept-encoding")):
+            body = found.gzipped
+            headers.append((b"content-encoding", b"gzip"))
+        await respond(send, 200, body, headers)
 
 
 # -- small HTTP helpers ---------------------------------------------------------------
@@ -212,6 +224,23 @@ def text_header(scope: Scope, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Accept-Encoding names gzip (or *) with a weight above 0."""
+    for part in (accept_encoding or "").split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        if coding.lower() not in ("gzip", "*"):
+            continue
+        for param in params:
+            name, _, weight = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    return float(weight) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
 def is_https(scope: Scope) -> bool:
     return scope.get("scheme") == "https"
 
@@ -233,6 +262,8 @@ async def read_form(scope: Scope, receive: Receive) -> dict[str, str]:
 
 async def respond(send: Send, status: int, body: bytes,
                   headers: list[tuple[bytes, bytes]]) -> None:
+    if status != 304:  # a 304's length would be the unsent file's
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from html import escape
 
-STATIC = "/dashboard/static"
+from mlambda.dashboard.assets import url
+
 RANGES = (("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h"), ("7d", "7 d"),
           ("30d", "30 d"))
 
@@ -26,14 +27,14 @@ def layout(title: str, page: str, body: str, csrf: str | None,
         )
     vendor = ""
     if page == "function":
-        vendor = (f'<link rel="stylesheet" href="{STATIC}/vendor/uPlot.min.css">'
-                  f'<script src="{STATIC}/vendor/uPlot.iife.min.js" defer></script>')
+        vendor = (f'<link rel="stylesheet" href="{url("vendor/uPlot.min.css")}">'
+                  f'<script src="{url("vendor/uPlot.iife.min.js")}" defer></script>')
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} · mlambda</title><link rel=\"icon\" href=\"data:,\">"
-        f'<link rel="stylesheet" href="{STATIC}/dashboard.css">{vendor}'
-        f'<script src="{STATIC}/dashboard.js" defer></script></head>'
+        f'<link rel="stylesheet" href="{url("dashboard.css")}">{vendor}'
+        f'<script src="{url("dashboard.js")}" defer></script></head>'
         f'<body data-page="{page}"{_attrs(data or {})}>'
         f'<header><a class="brand" href="/dashboard/">mlambda</a>{nav}</header>'
         f"<main>{body}</main></body></html>"

@@ -38,6 +38,16 @@ the period's maximum. The series:
 """ + "\n".join(f"- `{name}`: {doc}" for name, doc in q.SERIES_DOC.items())
 
 
+def chosen_series(text: str, is_route: bool) -> frozenset[str]:
+    known = q.series_names(is_route)
+    names = frozenset(n.strip() for n in text.split(",") if n.strip())
+    unknown = sorted(names - set(known))
+    if unknown or not names:
+        raise InvalidParameter(f"field `series`: expected names among {', '.join(known)}; "
+                               f"got {', '.join(unknown) or 'none'}")
+    return names
+
+
 def add_metric_routes(app: FastAPI, platform: Platform, guarded: list[Depends]) -> None:
     def metrics() -> Metrics:
         if platform.metrics is None:
@@ -57,6 +67,8 @@ def add_metric_routes(app: FastAPI, platform: Platform, guarded: list[Depends]) 
         until: str | None = Query(None, description="as `since`; default now"),
         period: int | None = Query(None, description="10, or a multiple of 60 s; default: "
                                                      "the finest giving at most 1500 points"),
+        series: str | None = Query(None, description="only these series, comma-separated "
+                                                     "(Invocations,DurationP99); default: all"),
     ) -> dict[str, Any]:
         """A function's, alias's, version's or route's metrics over a range."""
         m = metrics()
@@ -78,7 +90,9 @@ def add_metric_routes(app: FastAPI, platform: Platform, guarded: list[Depends]) 
         start = q.parse_time(since, now, "since")
         end = now if until is None else q.parse_time(until, now, "until")
         r = q.plan_range(start, end, period, now, retention_s())
-        return await m.query([key], lambda store, live, ts: q.timeseries(store, live, ts, key, r))
+        names = None if series is None else chosen_series(series, bool(key.route))
+        return await m.query([key], lambda store, live, ts: q.timeseries(store, live, ts, key, r,
+                                                                         names))
 
     @app.get("/admin/v1/metrics/overview", dependencies=guarded)
     async def overview() -> dict[str, Any]:
@@ -98,7 +112,8 @@ def add_metric_routes(app: FastAPI, platform: Platform, guarded: list[Depends]) 
 
         def read(store: MetricStore, live: dict[SeriesKey, Point],
                  ts: float) -> tuple[dict[SeriesKey, Point], dict[SeriesKey, Point]]:
-            return q.totals(store, live, ts, keys, minute), q.totals(store, live, ts, keys, today)
+            return (q.totals(store, live, ts, keys, minute),  # its p99 needs the histograms
+                    q.totals(store, live, ts, keys, today, hists=False))
 
         last, day = await m.query(keys, read)
         sheet = platform.prices().sheet(None)
@@ -156,17 +171,13 @@ def add_metric_routes(app: FastAPI, platform: Platform, guarded: list[Depends]) 
         end = now if until is None else q.parse_time(until, now, "until")
         if end <= start:
             raise InvalidParameter("field `until`: must be after `since`")
-        # the coarsest rows that keep the range exact enough: its start is rounded down
-        # to the period (at most an hour on a range of days)
-        if end - start > 2 * 86400:
-            period = HOURLY
-        elif end - start > 3600 or start < now - retention_s():
-            period = ROLLUP
-        else:
-            period = FINE
+        # the range starts at the finest point kept there (10 s for a day, then 1 min);
+        # it is read from the fewest rows that add up to it (days, hours, minutes, 10 s)
+        period = FINE if start >= now - retention_s() else ROLLUP
         r = q.Range(start, end, period)
         keys = [SeriesKey(f) for f in names]
-        got = await m.query(keys, lambda store, live, ts: q.totals(store, live, ts, keys, r))
+        got = await m.query(keys, lambda store, live, ts: q.totals(store, live, ts, keys, r,
+                                                                   hists=False))
         hours = (end - start) / 3600
         rows = []
         sums = {"requests": 0.0, "gb_seconds": 0.0, "peak": 0.0, "memory_gb": 0.0}

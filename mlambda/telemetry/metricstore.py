@@ -1,10 +1,11 @@
 """Metrics on disk: SQLite (WAL) in its own file, `DATA/metrics.db`.
 
 One row per series per interval, its `Point` packed (msgpack, sparse histograms):
-10 s points kept `Retention.fine_s` (a day), 1-minute and 1-hour rollups kept
-`Retention.rollup_s` (30 days; the hourly ones make a month's chart cheap to read).
-A minute is rolled up once all its 10 s points are in, an hour once its minutes are;
-retention runs with the rollup. Used from one thread at a time (the telemetry's writer).
+10 s points kept `Retention.fine_s` (a day), 1-minute, 1-hour and 1-day rollups kept
+`Retention.rollup_s` (30 days; the hourly ones make a month's chart cheap to read, the
+daily ones a month's bill). A minute is rolled up once all its 10 s points are in, an
+hour once its minutes are, a day once its hours are; retention runs with the rollup.
+Used from one thread at a time (the telemetry's writer).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +23,8 @@ from mlambda.telemetry.series import Point, decode, encode
 FINE = 10  # s: the resolution of the newest points
 ROLLUP = 60  # s: the resolution kept for a month
 HOURLY = 3600  # s: the same month, 60 times fewer rows to read
-TIERS = (FINE, ROLLUP, HOURLY)
+DAILY = 86400  # s: the same month again, for totals over it (a bill, a day so far)
+TIERS = (FINE, ROLLUP, HOURLY, DAILY)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -111,11 +114,11 @@ class MetricStore:
 
     def maintain(self, now: float | None = None, settle_s: float = FINE) -> None:
         """Roll complete minutes of 10 s points up into 1-minute points (a minute is
-        complete `settle_s` after it ends) and complete hours into 1-hour points, then
-        drop what is past retention."""
+        complete `settle_s` after it ends), complete hours into 1-hour points and complete
+        days into 1-day points, then drop what is past retention."""
         now = time.time() if now is None else now
         with self.transaction():
-            for src, dst in ((FINE, ROLLUP), (ROLLUP, HOURLY)):
+            for src, dst in pairwise(TIERS):
                 until = int((now - settle_s) // dst * dst)
                 done = self.rolled_until(dst)
                 if done is None:
@@ -151,7 +154,7 @@ class MetricStore:
 
     def expire(self, now: float) -> None:
         keep = {FINE: self.retention.fine_s, ROLLUP: self.retention.rollup_s,
-                HOURLY: self.retention.rollup_s}
+                HOURLY: self.retention.rollup_s, DAILY: self.retention.rollup_s}
         for period, seconds in keep.items():
             cutoff = now - seconds
             for sid in self.ids.values():
@@ -170,9 +173,10 @@ class MetricStore:
 
     # -- reading ------------------------------------------------------------------------
 
-    def read(self, key: SeriesKey, period: int, since: float,
-             until: float) -> Iterator[tuple[int, Point]]:
-        """The `period`-s points of one series with since <= ts < until, oldest first."""
+    def read(self, key: SeriesKey, period: int, since: float, until: float,
+             hists: bool = True) -> Iterator[tuple[int, Point]]:
+        """The `period`-s points of one series with since <= ts < until, oldest first
+        (without their histograms if `hists` is false)."""
         sid = self.ids.get(key)
         if sid is None:
             return
@@ -180,7 +184,7 @@ class MetricStore:
             "SELECT ts, data FROM points WHERE period=? AND series=? AND ts>=? AND ts<? "
             "ORDER BY ts", (period, sid, int(since // period * period), until))
         for ts, blob in rows:
-            yield ts, decode(blob)
+            yield ts, decode(blob, hists)
 
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))

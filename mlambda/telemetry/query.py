@@ -146,8 +146,16 @@ def gather(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
     return out
 
 
-def stats(p: Point | None) -> dict[str, float | None]:
-    """The named values of one point (counters 0 and percentiles None when empty)."""
+HIST_STATS = ((s.DURATION, ("Avg", "P50", "P90", "P99", "Max")),
+              (s.INIT_DURATION, ("Avg", "Max")),
+              (s.QUEUE_WAIT, ("Avg", "P50", "P99")),
+              (s.BATCH_SIZE, ("Avg", "Max")))
+ROUTE_HIST_STATS = ((s.LATENCY, ("Avg", "P50", "P90", "P99", "Max")),)
+
+
+def stats(p: Point | None, names: frozenset[str] | None = None) -> dict[str, float | None]:
+    """The named values of one point (counters 0 and percentiles None when empty); only
+    `names` if given."""
     p = p or Point()
     out: dict[str, float | None] = {
         "Invocations": p.counts.get(s.INVOCATIONS, 0.0),
@@ -156,36 +164,46 @@ def stats(p: Point | None) -> dict[str, float | None]:
         "ColdStarts": p.counts.get(s.COLD_STARTS, 0.0),
         "BilledGBSeconds": p.counts.get(s.BILLED_GB_S, 0.0),
     }
-    for name, wanted in ((s.DURATION, ("Avg", "P50", "P90", "P99", "Max")),
-                         (s.INIT_DURATION, ("Avg", "Max")),
-                         (s.QUEUE_WAIT, ("Avg", "P50", "P99")),
-                         (s.BATCH_SIZE, ("Avg", "Max"))):
-        out.update(histogram_stats(name, p.hists.get(name), wanted))
+    for name, wanted in HIST_STATS:
+        out.update(histogram_stats(name, p.hists.get(name), wanted, names))
     for name in (s.CONCURRENT, s.INSTANCES, s.QUEUE_DEPTH, s.MAX_MEMORY):
         out[name] = p.gauges.get(name, 0.0)
-    return out
+    return out if names is None else {k: v for k, v in out.items() if k in names}
 
 
-def route_stats(p: Point | None) -> dict[str, float | None]:
+def route_stats(p: Point | None, names: frozenset[str] | None = None
+                ) -> dict[str, float | None]:
     p = p or Point()
     out: dict[str, float | None] = {"Requests": p.total(s.REQUESTS)}
-    out.update(histogram_stats(s.LATENCY, p.hists.get(s.LATENCY),
-                               ("Avg", "P50", "P90", "P99", "Max")))
-    return out
+    for name, wanted in ROUTE_HIST_STATS:
+        out.update(histogram_stats(name, p.hists.get(name), wanted, names))
+    return out if names is None else {k: v for k, v in out.items() if k in names}
 
 
-def histogram_stats(name: str, h: s.Histogram | None,
-                    wanted: tuple[str, ...]) -> dict[str, float | None]:
+def series_names(is_route: bool) -> list[str]:
+    """Every series a function's (or a route's) answer has."""
+    return list((route_stats if is_route else stats)(None))
+
+
+def histogram_stats(name: str, h: s.Histogram | None, wanted: tuple[str, ...],
+                    names: frozenset[str] | None = None) -> dict[str, float | None]:
+    if names is not None:
+        wanted = tuple(w for w in wanted if name + w in names)
+        if not wanted:
+            return {}
+    if h is None or not h.count:
+        return {name + stat: None for stat in wanted}
+    ranks = [int(stat[1:]) / 100 for stat in wanted if stat[0] == "P"]
+    found = dict(zip(ranks, h.quantiles(ranks), strict=True))
     out: dict[str, float | None] = {}
     for stat in wanted:
-        value: float | None = None
-        if h is not None and h.count:
-            if stat == "Avg":
-                value = h.total / h.count
-            elif stat == "Max":
-                value = h.max
-            else:
-                value = h.quantile(int(stat[1:]) / 100)
+        value: float | None
+        if stat == "Avg":
+            value = h.total / h.count
+        elif stat == "Max":
+            value = h.max
+        else:
+            value = found[int(stat[1:]) / 100]
         out[name + stat] = None if value is None else round(value, 3)
     return out
 
@@ -200,30 +218,31 @@ def breakdown(p: Point | None, is_route: bool) -> dict[str, dict[str, float]]:
 
 
 def timeseries(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
-               key: SeriesKey, r: Range) -> dict[str, Any]:
-    """The API's answer: every series as [[ts, value], ...] over the range (one entry per
-    period, empty periods included), a breakdown by label, and a summary of the range."""
+               key: SeriesKey, r: Range, names: frozenset[str] | None = None
+               ) -> dict[str, Any]:
+    """The API's answer: every series (or only `names`) as [[ts, value], ...] over the
+    range (one entry per period, empty periods included), a breakdown by label, and a
+    summary of the range."""
     points = gather(store, live, live_ts, key, r)
     is_route = bool(key.route)
     shape = route_stats if is_route else stats
-    names = list(shape(None))
-    series: dict[str, list[list[float | None]]] = {n: [] for n in names}
-    labels: dict[str, dict[str, list[list[float]]]] = {}
-    whole = Point()
+    empty = shape(None, names)
+    series: dict[str, list[list[float | None]]] = {n: [] for n in empty}
+    whole = total(store, live, live_ts, key, r)  # from days and hours: fewer merges
+    seen = breakdown(whole, is_route)
+    labels: dict[str, dict[str, list[list[float]]]] = {
+        group: {label: [] for label in found} for group, found in seen.items()}
+    labelled = any(labels.values())
+    nothing = breakdown(None, is_route)
     for ts in r.buckets():
         p = points.get(ts)
-        for n, v in shape(p).items():
+        for n, v in (empty if p is None else shape(p, names)).items():
             series[n].append([ts, v])
-        if p is not None:
-            whole.merge(p)
-    seen = breakdown(whole, is_route)
-    for group, found in seen.items():
-        labels[group] = {label: [] for label in found}
-    for ts in r.buckets():
-        by = breakdown(points.get(ts), is_route)
-        for group, values in labels.items():
-            for label, pairs in values.items():
-                pairs.append([ts, by[group].get(label, 0.0)])
+        if labelled:
+            by = nothing if p is None else breakdown(p, is_route)
+            for group, values in labels.items():
+                for label, pairs in values.items():
+                    pairs.append([ts, by[group].get(label, 0.0)])
     return {
         "function": key.function or None,
         "alias": key.alias or None,
@@ -234,20 +253,59 @@ def timeseries(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
         "until": r.until,
         "series": series,
         "breakdown": labels,
-        "summary": {**shape(whole), "breakdown": seen},
+        "summary": {**shape(whole, names), "breakdown": seen},
     }
 
 
-def totals(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
-           keys: list[SeriesKey], r: Range) -> dict[SeriesKey, Point]:
-    """Each series' points over the range, merged into one."""
-    out = {}
-    for key in keys:
-        whole = Point()
-        for p in gather(store, live, live_ts, key, r).values():
+def cover(store: MetricStore, first: int, until: float) -> list[tuple[int, int, float]]:
+    """The rows that add up to [first, until) exactly, as `(tier, start, end)` spans to
+    read in order: the coarsest rows wherever they are complete (rolled up) and fit the
+    range whole, so a month is 30 daily rows and its ragged ends, not 720 hourly ones.
+    The last 10 s row may reach past `until`, as a chart's last bucket does. `first` is
+    aligned to a tier with rows there (a `Range.first` is)."""
+    done = {tier: (until if tier == FINE else store.rolled_until(tier) or 0.0)
+            for tier in TIERS}
+    spans: list[tuple[int, int, float]] = []
+    pos = first
+    while pos < until:
+        fits = [t for t in TIERS if pos % t == 0 and pos + t <= min(until, done[t])]
+        if not fits:  # the ragged end: the last 10 s row, whole
+            tier, end = FINE, until
+        else:
+            tier = fits[-1]
+            # its rows, up to where they end or where a coarser tier may take over
+            end = min(until, done[tier]) // tier * tier
+            coarser = [t for t in TIERS if t > tier]
+            if coarser:
+                end = min(end, (pos // coarser[0] + 1) * coarser[0])
+        if spans and spans[-1][0] == tier and spans[-1][2] == pos:
+            spans[-1] = (tier, spans[-1][1], end)
+        else:
+            spans.append((tier, pos, end))
+        pos = int(end) if fits else int(until) + 1
+    return spans
+
+
+def total(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float, key: SeriesKey,
+          r: Range, hists: bool = True) -> Point:
+    """One series over the range, merged into one point, from the fewest rows (see
+    `cover`); without histograms if `hists` is false (counters and gauges only)."""
+    whole = Point()
+    for tier, start, end in cover(store, r.first, r.until):
+        for _, p in store.read(key, tier, start, end, hists):
             whole.merge(p)
-        out[key] = whole
-    return out
+    if key in live and r.first <= live_ts < r.until:
+        p = live[key]
+        if not hists:
+            p = Point.of(p.counts, p.gauges)
+        whole.merge(p)
+    return whole
+
+
+def totals(store: MetricStore, live: dict[SeriesKey, Point], live_ts: float,
+           keys: list[SeriesKey], r: Range, hists: bool = True) -> dict[SeriesKey, Point]:
+    """Each series' total over the range (see `total`)."""
+    return {key: total(store, live, live_ts, key, r, hists) for key in keys}
 
 
 def now() -> float:

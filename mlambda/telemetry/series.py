@@ -48,17 +48,22 @@ def labelled(name: str, label: str) -> str:
 
 
 class Histogram:
+    """Counts per bucket, sparse (bucket index -> count, no zeros): a point holds a
+    handful of the 142 buckets, and merging or reading a month of points touches only
+    those."""
+
     __slots__ = ("buckets", "count", "max", "min", "total")
 
     def __init__(self) -> None:
-        self.buckets = [0] * NBUCKETS
+        self.buckets: dict[int, int] = {}
         self.count = 0
         self.total = 0.0
         self.min = float("inf")
         self.max = 0.0
 
     def observe(self, value: float) -> None:
-        self.buckets[bisect.bisect_left(BOUNDS, value)] += 1
+        i = bisect.bisect_left(BOUNDS, value)
+        self.buckets[i] = self.buckets.get(i, 0) + 1
         self.count += 1
         self.total += value
         if value > self.max:
@@ -68,9 +73,8 @@ class Histogram:
 
     def merge(self, other: Histogram) -> None:
         mine = self.buckets
-        for i, n in enumerate(other.buckets):
-            if n:
-                mine[i] += n
+        for i, n in other.buckets.items():
+            mine[i] = mine.get(i, 0) + n
         self.count += other.count
         self.total += other.total
         self.max = max(self.max, other.max)
@@ -79,24 +83,34 @@ class Histogram:
     def quantile(self, q: float) -> float | None:
         """The q-quantile, interpolated inside its bucket and clamped to the observed
         min and max: exact to the bucket."""
+        return self.quantiles([q])[0]
+
+    def quantiles(self, qs: list[float]) -> list[float | None]:
+        """Several quantiles (each as `quantile`) from one pass over the buckets."""
         if self.count == 0:
-            return None
-        rank = q * self.count
+            return [None] * len(qs)
+        out: dict[float, float] = {}
+        wanted = sorted(qs)
         seen = 0
-        for i, n in enumerate(self.buckets):
-            if n and seen + n >= rank:
+        for i, n in sorted(self.buckets.items()):
+            while wanted and seen + n >= wanted[0] * self.count:
+                q = wanted.pop(0)
+                rank = q * self.count
                 low = BOUNDS[i - 1] if i > 0 else 0.0
                 high = BOUNDS[i] if i < len(BOUNDS) else self.max
                 value = low + (high - low) * max(0.0, rank - seen) / n
-                return min(max(value, self.min), self.max)
+                out[q] = min(max(value, self.min), self.max)
+            if not wanted:
+                break
             seen += n
-        return self.max
+        return [out.get(q, self.max) for q in qs]
 
     def cumulative(self, bounds: Iterable[float]) -> list[tuple[float, int]]:
         """Counts at or below each of `bounds` (each one of BOUNDS), for Prometheus."""
         out = []
         for b in bounds:
-            out.append((b, sum(self.buckets[:BOUNDS.index(b) + 1])))
+            last = BOUNDS.index(b)
+            out.append((b, sum(n for i, n in self.buckets.items() if i <= last)))
         return out
 
 
@@ -109,6 +123,13 @@ class Point:
         self.counts: dict[str, float] = {}
         self.hists: dict[str, Histogram] = {}
         self.gauges: dict[str, float] = {}
+
+    @classmethod
+    def of(cls, counts: dict[str, float], gauges: dict[str, float]) -> Point:
+        """A point of these counters and gauges (copied), without histograms."""
+        p = cls()
+        p.counts, p.gauges = dict(counts), dict(gauges)
+        return p
 
     def add(self, name: str, value: float = 1.0) -> None:
         self.counts[name] = self.counts.get(name, 0.0) + value
@@ -157,6 +178,7 @@ _MICRO = 1000.0
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[list[Any], list[Any], list[Any]])
+_light_decoder = msgspec.msgpack.Decoder(tuple[list[Any], msgspec.Raw, list[Any]])
 
 
 def _pack_name(name: str) -> int | str:
@@ -168,12 +190,19 @@ def _pack_name(name: str) -> int | str:
 
 
 def _unpack_name(packed: int | str) -> str:
-    if isinstance(packed, int):
-        return _NAMES[packed]
-    head, sep, label = packed.partition(":")
-    if sep and head.isdigit():
-        return f"{_NAMES[int(head)]}:{label}"
-    return packed
+    name = _UNPACKED.get(packed)
+    if name is None:
+        if isinstance(packed, int):
+            name = _NAMES[packed]
+        else:
+            head, sep, label = packed.partition(":")
+            name = f"{_NAMES[int(head)]}:{label}" if sep and head.isdigit() else packed
+        if len(_UNPACKED) < 10_000:  # names are few (metric x label); bound it anyway
+            _UNPACKED[packed] = name
+    return name
+
+
+_UNPACKED: dict[int | str, str] = {}
 
 
 def _number(v: float) -> float | int:
@@ -187,9 +216,8 @@ def encode(point: Point) -> bytes:
     hists: list[Any] = []
     for name, h in point.hists.items():
         sparse: list[int] = []
-        for i, n in enumerate(h.buckets):
-            if n:
-                sparse += (i, n)
+        for i, n in sorted(h.buckets.items()):
+            sparse += (i, n)
         hists.append([_pack_name(name), h.count, round(h.total * _MICRO),
                       round(h.min * _MICRO) if h.count else 0, round(h.max * _MICRO), *sparse])
     gauges: list[Any] = []
@@ -198,18 +226,23 @@ def encode(point: Point) -> bytes:
     return _encoder.encode((counts, hists, gauges))
 
 
-def decode(blob: bytes) -> Point:
-    counts, hists, gauges = _decoder.decode(blob)
+def decode(blob: bytes, hists: bool = True) -> Point:
+    """A stored point; without its histograms if `hists` is false (a total of counters
+    and gauges, as a bill needs, reads a month of points several times faster)."""
+    if hists:
+        counts, packed, gauges = _decoder.decode(blob)
+    else:
+        counts, _, gauges = _light_decoder.decode(blob)
+        packed = []
     point = Point()
     point.counts = {_unpack_name(counts[i]): float(counts[i + 1])
                     for i in range(0, len(counts), 2)}
     point.gauges = {_unpack_name(gauges[i]): float(gauges[i + 1])
                     for i in range(0, len(gauges), 2)}
-    for name, count, total, low, high, *sparse in hists:
+    for name, count, total, low, high, *sparse in packed:
         h = Histogram()
         h.count, h.total = count, total / _MICRO
         h.min, h.max = low / _MICRO, high / _MICRO
-        for i in range(0, len(sparse), 2):
-            h.buckets[sparse[i]] = sparse[i + 1]
+        h.buckets = dict(zip(sparse[::2], sparse[1::2], strict=True))
         point.hists[_unpack_name(name)] = h
     return point

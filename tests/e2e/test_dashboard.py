@@ -165,6 +165,37 @@ def test_sign_in_needs_the_csrf_token_same_origin_and_an_admin_key(server: Serve
         assert c.get("/dashboard/api/functions").status_code == 401
 
 
+def test_static_files_are_fingerprinted_cached_and_compressed(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as c:
+        form = c.get("/dashboard/signin").text
+        script = form.split('<script src="')[1].split('"')[0]
+        assert script.startswith("/dashboard/static/dashboard.js?v=")
+        plain = c.get(script, headers={"accept-encoding": "identity"})
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        assert plain.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert plain.headers["content-type"].startswith("text/javascript")
+        packed = c.get(script, headers={"accept-encoding": "gzip, br"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.content == plain.content  # httpx undid the gzip
+        assert int(packed.headers["content-length"]) < len(plain.content) / 2
+        # under any other URL: kept only after asking again, and not sent twice
+        stale = c.get("/dashboard/static/dashboard.js?v=0123456789abcdef")
+        assert stale.headers["cache-control"] == "no-cache"
+        again = c.get("/dashboard/static/dashboard.js",
+                      headers={"if-none-match": stale.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        for path in ("/dashboard/static/nope.js", "/dashboard/static/%2e%2e/app.py",
+                     "/dashboard/static/vendor/%2e%2e/%2e%2e/app.py"):
+            assert c.get(path).status_code == 404, path
+        # the data, gzipped for a browser that takes it
+        token = form.split('name="csrf" value="')[1].split('"')[0]
+        c.post("/dashboard/signin", data={"key": server.admin_key, "csrf": token})
+        r = c.get("/dashboard/api/metrics", params={"function": "echo", "since": "1h"},
+                  headers={"accept-encoding": "gzip"})
+        assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+        assert r.json()["function"] == "echo"
+
+
 def test_the_dashboard_in_chromium(server: Server, browser: WebDriver, tmp_path: Path) -> None:
     marker = "quokka" + secrets.token_hex(4)
     for _ in range(3):
@@ -206,6 +237,11 @@ def test_the_dashboard_in_chromium(server: Server, browser: WebDriver, tmp_path:
     assert float(browser.find_element(By.ID, "chart-errors").get_attribute("data-total")) >= 1
     for cid in ("errors", "duration", "concurrency", "coldstarts", "batch"):
         assert browser.find_elements(By.CSS_SELECTOR, f"#chart-{cid} canvas"), cid
+    # the page marks when its first view was complete (what bench/dashboard_load.py times)
+    ready = wait_for(lambda: browser.execute_script(
+        "return performance.getEntriesByName('mlambda:ready').map(e => e.startTime)"), 10,
+        "the page's ready mark")
+    assert len(ready) == 1 and ready[0] > 0
     alias = wait_for(lambda: rows(browser, "#aliases tbody tr"), 10, "the aliases table")
     assert alias[0] == ["live", "1", "–", "100%"]
     browser.find_element(By.CSS_SELECTOR, '[data-range="24h"]').click()

@@ -136,6 +136,10 @@ def test_a_series_has_one_point_per_period(metered: Server) -> None:
     assert [ts for ts, _ in points] == list(range(points[0][0], points[-1][0] + 1, 60))
     assert sum(v for _, v in points) == 8
     assert m["series"]["DurationP99"][0][1] is None or points[0][1] > 0
+    some = metrics(metered, function="echo", since="5m", period=60,
+                   series="Invocations,DurationP99")  # what a chart needs, no more
+    assert set(some["series"]) == {"Invocations", "DurationP99"}
+    assert sum(v for _, v in some["series"]["Invocations"]) == some["summary"]["Invocations"] == 8
 
 
 def test_bad_queries_are_400_naming_the_field(metered: Server) -> None:
@@ -143,7 +147,8 @@ def test_bad_queries_are_400_naming_the_field(metered: Server) -> None:
         for params, field in (({"function": "echo", "since": "soon"}, "since"),
                               ({"function": "echo", "since": "30d", "period": 10}, "period"),
                               ({"function": "echo", "route": "POST /echo"}, "route"),
-                              ({"function": "echo", "period": "x"}, "period")):
+                              ({"function": "echo", "period": "x"}, "period"),
+                              ({"function": "echo", "series": "Invocations,Bogus"}, "series")):
             r = a.get("/admin/v1/metrics", params=params)
             assert r.status_code == 400 and field in r.json()["errorMessage"], r.text
         for params in ({"function": "nope"}, {"function": "echo", "alias": "gone"},

@@ -1,5 +1,10 @@
 // mlambda dashboard: fills the page's shell from /dashboard/api (the admin API, read
 // in-process for the signed-in session). Builds DOM with textContent only.
+//
+// Timings (User Timing, read by bench/dashboard_load.py, visible in DevTools): a mark
+// "mlambda:ready" when the page's first view is complete, and measures "mlambda:body
+// <path>" (a data request's body read and parsed), "mlambda:draw" (the charts drawn),
+// "mlambda:render <what>" (a table or the log list built).
 "use strict";
 (function () {
   const body = document.body;
@@ -13,6 +18,15 @@
     batch: [["BatchSizeAvg", "#2358c4"], ["BatchSizeMax", "#8a3ffc"]],
   };
 
+  const SERIES = Object.values(CHARTS).flat().map(([key]) => key).join(",");
+
+  let loading = true;  // measures only until the first view is complete: a tab left
+                       // open all day must not pile up timing entries
+
+  function measure(name, start) {
+    if (loading) performance.measure("mlambda:" + name, { start, end: performance.now() });
+  }
+
   async function api(path, params, signal) {
     const url = new URL("/dashboard/api/" + path, location.origin);
     for (const [k, v] of Object.entries(params || {})) {
@@ -24,7 +38,9 @@
       location.assign("/dashboard/signin");
       throw new Error("signed out");
     }
+    const headersAt = performance.now();
     const data = await r.json().catch(() => ({}));
+    measure("body " + path, headersAt);
     if (!r.ok) throw new Error(data.errorMessage || r.status + " " + r.statusText);
     return data;
   }
@@ -54,9 +70,22 @@
     tbody.replaceChildren(...rows.map((cells) => el("tr", {}, ...cells)));
   }
 
-  function every(ms, fn) {
-    fn();
-    return setInterval(() => { if (!document.hidden) fn(); }, ms);
+  // fn now, then again `ms` after each run ends (never two at once, none while the tab
+  // is hidden); the first run's promise, which never rejects
+  function refresh(ms, fn) {
+    const run = () => Promise.resolve().then(fn).catch(() => {});
+    const first = run();
+    first.then(function later() {
+      setTimeout(() => (document.hidden ? Promise.resolve() : run()).then(later), ms);
+    });
+    return first;
+  }
+
+  function ready(...first) {
+    Promise.all(first).then(() => {
+      loading = false;
+      performance.mark("mlambda:ready");
+    });
   }
 
   // -- overview ---------------------------------------------------------------------------
@@ -76,6 +105,7 @@
         instances: f.runtime.reduce((n, r) => n + r.instances.length, 0) }));
       status.textContent = "Metrics unavailable (" + err.message + ")";
     }
+    const t = performance.now();
     fill(tbody, rows.map((r) => [
       el("td", {}, el("a", { href: "/dashboard/functions/" + encodeURIComponent(r.function),
                              text: r.function })),
@@ -85,6 +115,7 @@
       el("td", { class: "num", text: num(r.instances, 0) }),
       el("td", { class: "num", text: num(r.cost_today_usd, 4) }),
     ]));
+    measure("render overview", t);
   }
 
   async function costs() {
@@ -132,22 +163,26 @@
     async function loadCharts() {
       let data;
       try {
-        data = await api("metrics", { function: name, since: range });
+        data = await api("metrics", { function: name, since: range, series: SERIES });
       } catch (err) {
         status.textContent = "Metrics unavailable: " + err.message;
         return;
       }
+      const t = performance.now();
       status.textContent = "Last " + range + ", one point per " + data.period +
         " s; updated " + new Date().toLocaleTimeString() + ".";
       const series = data.series || {};
       const xs = (series.Invocations || []).map((p) => p[0]);
-      for (const [id, lines] of Object.entries(CHARTS)) {
-        const fig = document.getElementById("chart-" + id);
-        const ys = lines.map(([key]) => {
-          const byTs = new Map((series[key] || []).map((p) => [p[0], p[1]]));
-          return xs.map((t) => (byTs.has(t) ? byTs.get(t) : null));
-        });
-        const total = ys.flat().reduce((s, v) => s + (v || 0), 0);
+      const ids = Object.keys(CHARTS);
+      const figs = ids.map((id) => document.getElementById("chart-" + id));
+      // every width read before any chart is added: one layout, not one per chart
+      const widths = figs.map((fig) => Math.max(240, fig.clientWidth - 16));
+      ids.forEach((id, n) => {
+        const lines = CHARTS[id];
+        const fig = figs[n];
+        // every series has one [ts, value] per period, the same periods as Invocations
+        const ys = lines.map(([key]) => (series[key] || xs.map(() => [0, null])).map((p) => p[1]));
+        const total = ys.flat().reduce((sum, v) => sum + (v || 0), 0);
         fig.dataset.points = String(xs.length);
         fig.dataset.total = String(total);
         const plotData = [xs, ...ys];
@@ -155,7 +190,7 @@
           charts[id].setData(plotData);
         } else if (window.uPlot) {
           charts[id] = new window.uPlot({
-            width: Math.max(240, fig.clientWidth - 16), height: 180,
+            width: widths[n], height: 180,
             // durations and batch sizes are null while idle: join the points that exist and mark them
             series: [{}, ...lines.map(([key, color]) => ({
               label: key, stroke: color, width: 1.5, spanGaps: id === "duration" || id === "batch",
@@ -166,11 +201,13 @@
         } else {
           status.textContent = "Charts need uPlot (run `make install`).";
         }
-      }
+      });
+      measure("draw", t);
     }
 
     async function loadInfo() {
       const f = await api("functions/" + encodeURIComponent(name));
+      const t = performance.now();
       fill(document.querySelector("#aliases tbody"), f.aliases.map((a) => [
         el("td", { text: a.name }), el("td", { text: a.version }),
         el("td", { text: a.additional_version || "–" }),
@@ -183,6 +220,7 @@
         el("td", { class: "mono", text: v.sha256.slice(0, 12) }),
         el("td", { class: "num", text: String(running.get(v.version) || 0) }),
       ]));
+      measure("render versions", t);
     }
 
     // logs: a search, and a live tail that long-polls with the search's cursor
@@ -208,10 +246,12 @@
     async function search() {
       try {
         const res = await api("logs", { ...query(), since: range, limit: 200 });
+        const t = performance.now();
         logs.replaceChildren(...res.entries.map(entryNode));
         cursor = res.cursor;
         logStatus.textContent = res.entries.length + " entries (last " + range + ")";
         logs.scrollTop = logs.scrollHeight;
+        measure("render logs", t);
       } catch (err) {
         logStatus.textContent = "Log search failed: " + err.message;
       }
@@ -267,9 +307,7 @@
       }
     });
     pressRange();
-    every(10000, loadCharts);
-    every(10000, () => loadInfo().catch(() => {}));
-    search();
+    ready(refresh(10000, loadCharts), refresh(10000, loadInfo), search());
   }
 
   // -- the model volume -------------------------------------------------------------------
@@ -306,12 +344,11 @@
     }));
   }
 
-  if (page === "overview") {
-    every(5000, () => overview().catch(() => {}));
-    every(60000, () => costs().catch(() => {}));
-  }
+  if (page === "overview") ready(refresh(5000, overview), refresh(60000, costs));
   else if (page === "function") functionPage();
-  else if (page === "models") modelsPage().catch((err) => {
-    document.getElementById("models").textContent = "Could not read the models: " + err.message;
-  });
+  else if (page === "models") {
+    ready(modelsPage().catch((err) => {
+      document.getElementById("models").textContent = "Could not read the models: " + err.message;
+    }));
+  }
 })();
