@@ -102,7 +102,8 @@ class Platform:
                     f"engine: 'ray' needs Ray Serve ({exc}); install it with "
                     "pip install 'mlambda[ray]'") from None
             return RayEngine(str(self.volume), settings.ray_address or None,
-                             settings.ray_replica_cpus, on_model=self.on_model_loaded)
+                             settings.ray_replica_cpus, on_outcome=self.on_outcome,
+                             on_model=self.on_model_loaded)
         raise InvalidParameter(f"engine: expected 'local' or 'ray', got {settings.engine!r}")
 
     # -- first start --------------------------------------------------------------------

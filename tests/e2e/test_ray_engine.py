@@ -114,6 +114,24 @@ def test_echo_and_context_as_on_local(ray_server: Server) -> None:
     assert body["volume"] == str(ray_server.data.resolve() / "volume")
 
 
+def test_invocations_on_ray_are_logged_and_counted(ray_server: Server) -> None:
+    """The telemetry hangs off the Ray engine as off local: each invocation's REPORT
+    line is in the log store, found by its request id."""
+    with ray_server.client() as c:
+        r = c.post("/2015-03-31/functions/echo/invocations", json={"logged": "on ray"})
+        assert r.status_code == 200, r.text
+        request_id = r.headers["x-amzn-requestid"]
+    with Client(ray_server.url, ray_server.admin_key) as admin:
+        def report() -> str | None:
+            for entry in admin.logs("echo", request_id=request_id)["entries"]:
+                if f"REPORT RequestId: {request_id}" in entry["message"]:
+                    return str(entry["message"])
+            return None
+
+        line = wait_for(report, 30, "the invocation's REPORT line")
+    assert "Duration: " in line and "Memory Size: 128 MB" in line
+
+
 def test_batches_form_from_the_functions_batch_settings(ray_server: Server) -> None:
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda i: post(ray_server, "/probe", {"i": i, "sleep": 0.2}),
