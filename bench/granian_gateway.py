@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import core_shares
 from bench.common import LUA, ROOT, Running, WrkResult, free_port, start_platform, wrk
+from bench.core_shares import Sample
 from bench.inference_http import UNIQUE, body
 from bench.mosec_peer import loaded
 from bench.venvs import bench_venv
@@ -93,22 +96,22 @@ def start_granian(loop: str) -> Running:
     return Running(proc, url, keys["invoke"], keys["admin"])
 
 
-def roles(server: str, running: Running) -> dict[int, str]:
-    """Under uvicorn the gateway is `mlambda up` itself; under granian, its worker process
-    (granian's main process only supervises). Their children: templates, instances."""
-    out: dict[int, str] = {}
-    try:
-        top = psutil.Process(running.proc.pid)
-        gateway = top
-        if server != "uvicorn":
-            out[top.pid] = "granian: supervisor"
-            gateway = top.children()[0]
-        out[gateway.pid] = "gateway"
-        for child in gateway.children(recursive=True):
-            out[child.pid] = "instances + templates"
-    except (psutil.Error, IndexError):
-        pass
-    return out
+def sampler(server: str, running: Running) -> Callable[[int | None], Sample]:
+    """bench.core_shares' roles (the gateway's event loop and other threads, templates,
+    instances, wrk). Under uvicorn the gateway is `mlambda up` itself; under granian, its
+    worker process (whose other threads are granian's Rust runtime), and granian's main
+    process, which only supervises, is counted apart."""
+    def sample(wrk_pid: int | None) -> Sample:
+        if server == "uvicorn":
+            return core_shares.sample(running.proc.pid, wrk_pid)
+        workers = psutil.Process(running.proc.pid).children()
+        if not workers:
+            raise RuntimeError("granian has no worker process")
+        s = core_shares.sample(workers[0].pid, wrk_pid)
+        for tid, ticks in core_shares.thread_ticks(running.proc.pid).items():
+            s.threads[("granian: supervisor", running.proc.pid, tid)] = ticks
+        return s
+    return sample
 
 
 @dataclass
@@ -139,10 +142,10 @@ def measure(server: str, connections: int, seconds: int, threads: int) -> Run:
         # warm: the instances the autoscaler wants for this load are up
         wrk(echo_url, connections, 2, threads, key)
         echo, echo_cores = loaded(echo_url, key, connections, seconds, threads,
-                                  lambda: roles(server, running), question=None, script=LUA)
+                                  sampler(server, running), question=None, script=LUA)
         wrk(inference_url, connections, 2, threads, key, body(), script=UNIQUE)
         inference, inference_cores = loaded(inference_url, key, connections, seconds, threads,
-                                            lambda: roles(server, running))
+                                            sampler(server, running))
     finally:
         if server == "uvicorn":
             running.stop()

@@ -42,8 +42,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench import core_shares
 from bench.clients import IMAGES, question
 from bench.common import ROOT, WrkResult, free_port, start_platform, wrk
+from bench.core_shares import Sample, machine_ticks, shares, thread_ticks
 from bench.inference_http import UNIQUE, body
 from bench.model_throughput import MODEL, throughput
 from bench.venvs import bench_venv, pins
@@ -198,68 +200,54 @@ def check_answers(url: str, key: str, expected: dict[str, str], server_uuid: str
 
 # -- load and the cores ----------------------------------------------------------------------
 
-def cpu_seconds(pids: dict[int, str]) -> dict[int, float]:
-    out = {}
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            out[pid] = t.user + t.system
-        except psutil.Error:
-            pass
-    return out
-
-
-def busy_idle() -> tuple[float, float]:
-    t = psutil.cpu_times()
-    idle = t.idle + t.iowait
-    busy = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
-    return busy, idle
+def sample_of(pids: dict[int, str]) -> Sample:
+    """bench.core_shares' sample (per-thread CPU ticks, and the machine's) for any
+    processes: pid -> role."""
+    s = Sample(time.monotonic(), machine_ticks())
+    for pid, role in pids.items():
+        for tid, ticks in thread_ticks(pid).items():
+            s.threads[(role, pid, tid)] = ticks
+    return s
 
 
 def loaded(url: str, key: str, connections: int, seconds: int, threads: int,
-           roles: Callable[[], dict[int, str]], question: str | None = "",
+           sampler: Callable[[int | None], Sample], question: str | None = "",
            script: Path = UNIQUE) -> tuple[WrkResult, dict[str, float]]:
-    """wrk (by default: E.SUN questions with unique esun_uuids), and the cores each role
-    (pid -> role from `roles`, and wrk) used over the middle of the run (from 1/4 to 3/4
-    of it: the connections are open and the queues full), the rest of the machine's busy
-    time as "other processes", and idle."""
+    """wrk (by default: E.SUN questions with unique esun_uuids), and where the cores went
+    over the middle of the run (from 1/4 to 3/4 of it: the connections are open and the
+    queues full), as bench.core_shares splits them: `sampler(wrk's pid)` samples the
+    server's processes by role and wrk; the rest of the machine's busy time is "other
+    processes"; then idle."""
     payload = body() if question == "" else question
     result: dict[str, WrkResult] = {}
     runner = threading.Thread(target=lambda: result.update(
         w=wrk(url, connections, seconds, threads, key, payload, script=script)))
     runner.start()
     time.sleep(seconds / 4)
-    pids = roles()
-    for p in psutil.Process().children(recursive=True):
-        if p.name() == "wrk":
-            pids[p.pid] = "wrk"
-    a, (busy_a, idle_a), t_a = cpu_seconds(pids), busy_idle(), time.monotonic()
+    wrk_pid = next((p.pid for p in psutil.Process().children(recursive=True)
+                    if p.name() == "wrk"), None)
+    a = sampler(wrk_pid)
     time.sleep(seconds / 2)
-    b, (busy_b, idle_b), t_b = cpu_seconds(pids), busy_idle(), time.monotonic()
+    b = sampler(wrk_pid)
     runner.join()
     if not result["w"].requests:
         raise RuntimeError(f"{url}: no request answered in {seconds} s")
-    elapsed = t_b - t_a
-    cores: dict[str, float] = {}
-    for pid, used in b.items():
-        role = pids[pid]
-        cores[role] = cores.get(role, 0.0) + (used - a.get(pid, 0.0)) / elapsed
-    busy = (busy_b - busy_a) / elapsed
-    cores["other processes"] = max(0.0, busy - sum(cores.values()))
-    cores["idle"] = (idle_b - idle_a) / elapsed
-    return result["w"], cores
+    return result["w"], shares(a, b, os.cpu_count() or 1)
 
 
-def mlambda_roles(gateway: int) -> Callable[[], dict[int, str]]:
-    def roles() -> dict[int, str]:
-        out = {gateway: "mlambda: gateway"}
-        try:
-            for child in psutil.Process(gateway).children(recursive=True):
-                out[child.pid] = "mlambda: instances + templates"
-        except psutil.Error:
-            pass
-        return out
-    return roles
+def mosec_sampler(server: MosecServer) -> Callable[[int | None], Sample]:
+    def sampler(wrk_pid: int | None) -> Sample:
+        pids = server.roles()
+        if wrk_pid is not None:
+            pids[wrk_pid] = "wrk"
+        return sample_of(pids)
+    return sampler
+
+
+def mlambda_sampler(gateway: int) -> Callable[[int | None], Sample]:
+    """bench.core_shares' own roles: the gateway's event loop and other threads, its
+    templates, its instances."""
+    return lambda wrk_pid: core_shares.sample(gateway, wrk_pid)
 
 
 @dataclass
@@ -288,7 +276,8 @@ def run_mosec(layout: Layout, expected: dict[str, str], server_uuid: str, connec
         check_answers(server.url, "none", expected, server_uuid)
         url = f"{server.url}/inference"
         wrk(url, connections, 2, threads, "none", body(), script=UNIQUE)  # warm
-        result, cores = loaded(url, "none", connections, seconds, threads, server.roles)
+        result, cores = loaded(url, "none", connections, seconds, threads,
+                               mosec_sampler(server))
         c1 = (wrk(url, 1, c1_seconds, 1, "none", body(), script=UNIQUE)
               if c1_seconds else None)
     finally:
@@ -306,7 +295,7 @@ def run_mlambda(expected: dict[str, str], server_uuid: str, connections: int, se
         # warm: the same load first, so that the instances the autoscaler wants are up
         wrk(url, connections, 2, threads, key, body(), script=UNIQUE)
         result, cores = loaded(url, key, connections, seconds, threads,
-                               mlambda_roles(platform.proc.pid))
+                               mlambda_sampler(platform.proc.pid))
         c1 = wrk(url, 1, c1_seconds, 1, key, body(), script=UNIQUE) if c1_seconds else None
     finally:
         platform.stop()
