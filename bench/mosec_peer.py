@@ -15,9 +15,10 @@ function's own modules (functions/handwriting: esun, preprocess, classifier) by 
    checked for correct answers on every fixture image (the same answers as the model
    run here on the same preprocessing, the four keys, esun_uuid echoed, server_uuid),
    warmed, then loaded by wrk with bench/unique.lua (a new esun_uuid per request) at
-   `--connections`, and at concurrency 1. While wrk runs, the cores are split by
-   process (psutil): mlambda's gateway and its instances; Mosec's Rust front end, its
-   Python workers and its manager; wrk; idle.
+   `--connections`, and at concurrency 1. While wrk runs, the cores are split as
+   bench/core_shares.py splits them (per-thread CPU time from /proc): mlambda's gateway
+   (event loop, other threads), templates and instances; Mosec's Rust front end, its
+   Python workers and its manager; wrk; other processes; idle.
 
     .venv/bin/python -m bench.mosec_peer [--seconds 30] [--connections 1000] [--passes 2]
 """
