@@ -302,6 +302,8 @@ def main() -> None:
     parser.add_argument("--more", type=int, default=0, help="with --form: also "
                         "form_more.npz, this many more written crops per character (fresh "
                         "seeds; a quarter as many printed, 400 of each isnull kind)")
+    parser.add_argument("--more-out", default="form_more.npz")
+    parser.add_argument("--more-seed", type=int, default=31)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.form:  # (a set already there is kept: delete it to make it again)
@@ -313,8 +315,8 @@ def main() -> None:
             "replay.npz": lambda: random.Random(24).sample(specs("train", 1, seed=1),
                                                            args.replay)}
         if args.more:
-            sets["form_more.npz"] = lambda: form_specs("train", args.more, args.more // 4, 400,
-                                                       seed=31)
+            sets[args.more_out] = lambda: form_specs("train", args.more, args.more // 4, 400,
+                                                     seed=args.more_seed)
         for name, make_specs in sets.items():
             if not (args.out / name).exists():
                 generate(make_specs(), args.out / name, args.workers)
