@@ -54,31 +54,27 @@ $(WORK)/papers.npz: $(STAMP)
 
 $(WORK)/form_train.npz: $(TRAIN_STAMP) $(WORK)/.fonts $(STROKE_DATA) $(WORK)/papers.npz
 	$(BIN)/python -m training.dataset --out $(WORK) --form --workers 4 --pens 8 --prints 2 --nulls 400 --replay 5000 --more 16
-	$(BIN)/python -m training.dataset --out $(WORK) --form --workers 4 --more 24 \
-		--more-out form_v5.npz --more-seed 41
 
 finetune: $(WORK)/form_train.npz $(WORK)/eval_font.npz
 	$(FT) --init models/handwriting.onnx --data form_train.npz replay.npz --epochs 3 \
 		--out $(WORK)/generated.onnx
 	$(FT) --init $(WORK)/generated.onnx --data form_more.npz form_train.npz replay.npz \
 		--epochs 1 --lr 7e-4 --out $(WORK)/generated2.onnx
-	$(FT) --init $(WORK)/generated2.onnx --data form_v5.npz replay.npz \
-		--epochs 1 --lr 7e-4 --out $(WORK)/generated3.onnx
-	$(BIN)/python -m training.calibrate --model $(WORK)/generated3.onnx
+	$(BIN)/python -m training.calibrate --model $(WORK)/generated2.onnx
 	for k in 0 1; do \
 		other=$$((1 - k)); \
-		$(BIN)/python -m training.pseudo --model $(WORK)/generated3.onnx --check $$other \
-			--out $(WORK)/pseudo3_$${k}.json && \
-		$(FT) --init $(WORK)/generated3.onnx --real-fold $$k --pseudo $(WORK)/pseudo3_$${k}.json \
-			--data form_v5.npz replay.npz --sample 8000 --epochs 1 --out $(WORK)/fold3_$${k}.onnx && \
-		$(BIN)/python -m training.calibrate --model $(WORK)/fold3_$${k}.onnx --shift-on $$other \
-			--shift-reference $(WORK)/generated3.onnx && \
-		$(BIN)/python -m training.evaluate_real --model $(WORK)/fold3_$${k}.onnx --fold $$k \
-			--sheet $(WORK)/fold3_$${k}_errors.png --rows $(WORK)/fold3_$${k}_rows.json || exit 1; \
+		$(BIN)/python -m training.pseudo --model $(WORK)/generated2.onnx --check $$other \
+			--out $(WORK)/pseudo2_$${k}.json && \
+		$(FT) --init $(WORK)/generated2.onnx --real-fold $$k --pseudo $(WORK)/pseudo2_$${k}.json \
+			--data form_more.npz replay.npz --sample 8000 --epochs 1 --out $(WORK)/fold2_$${k}.onnx && \
+		$(BIN)/python -m training.calibrate --model $(WORK)/fold2_$${k}.onnx --shift-on $$other \
+			--shift-reference $(WORK)/generated2.onnx && \
+		$(BIN)/python -m training.evaluate_real --model $(WORK)/fold2_$${k}.onnx --fold $$k \
+			--sheet $(WORK)/fold2_$${k}_errors.png --rows $(WORK)/fold2_$${k}_rows.json || exit 1; \
 	done
-	$(BIN)/python -m training.pseudo --model $(WORK)/generated3.onnx --check all \
-		--out $(WORK)/pseudo3_all.json
-	$(FT) --init $(WORK)/generated3.onnx --real-fold all --pseudo $(WORK)/pseudo3_all.json \
-		--data form_v5.npz replay.npz --sample 8000 --epochs 1 --out models/handwriting.onnx
+	$(BIN)/python -m training.pseudo --model $(WORK)/generated2.onnx --check all \
+		--out $(WORK)/pseudo2_all.json
+	$(FT) --init $(WORK)/generated2.onnx --real-fold all --pseudo $(WORK)/pseudo2_all.json \
+		--data form_more.npz replay.npz --sample 8000 --epochs 1 --out models/handwriting.onnx
 	$(BIN)/python -m training.calibrate --model models/handwriting.onnx --shift-on all \
-		--shift-reference $(WORK)/generated3.onnx
+		--shift-reference $(WORK)/generated2.onnx

@@ -85,7 +85,7 @@ def test_written_crops_are_cut_close_around_their_character() -> None:
         ImageDraw.Draw(glyph).rectangle((2, 2, size[0] - 3, size[1] - 3), outline=255, width=4)
         out = []
         for seed in range(40):
-            jpeg = form.crop(glyph, random.Random(seed), [], [])
+            jpeg = form.crop(glyph, random.Random(seed), [], [], close=0.7)
             out.append(Image.open(io.BytesIO(jpeg)).width)
         return out
 

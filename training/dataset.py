@@ -62,7 +62,8 @@ def _pen(char: str, rng: random.Random) -> object:
     data = _state["strokes"]
     assert isinstance(data, glyphs.StrokeData)
     medians = data.medians(char)
-    return glyphs.render_strokes(medians, rng, pen=True) if medians else None
+    v5 = _state.get("style") == "v5"
+    return glyphs.render_strokes(medians, rng, pen=True, v5=v5) if medians else None
 
 
 def make_form(spec: Spec, rng: random.Random) -> bytes:
@@ -100,7 +101,8 @@ def make_form(spec: Spec, rng: random.Random) -> bytes:
     return form.crop(glyph, rng, papers, [n for n in neighbours if n is not None],  # type: ignore[misc]
                      printed=spec.kind == "form-print",
                      seal_chars=[c for c in seal_chars if c is not None] if seal_chars else None,  # type: ignore[misc]
-                     text=[c for c in text if c is not None] if text else None)  # type: ignore[misc]
+                     text=[c for c in text if c is not None] if text else None,  # type: ignore[misc]
+                     close=0.7 if _state.get("style") == "v5" else 0.0)
 
 
 def make(spec: Spec) -> tuple[np.ndarray, int]:
@@ -304,8 +306,11 @@ def main() -> None:
                         "seeds; a quarter as many printed, 400 of each isnull kind)")
     parser.add_argument("--more-out", default="form_more.npz")
     parser.add_argument("--more-seed", type=int, default=31)
+    parser.add_argument("--style", choices=("v4", "v5"), default="v4", help="the written "
+                        "form crops: v4's, or v5's (large, dark, cut close, proportions bent)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    _state["style"] = args.style  # before the workers fork
     if args.form:  # (a set already there is kept: delete it to make it again)
         sets = {
             "form_eval.npz": lambda: form_specs("eval", 1, 1, 250, seed=22),

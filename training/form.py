@@ -115,15 +115,17 @@ def _ink_colour(kind: str, rng: random.Random) -> np.ndarray:
 def crop(glyph: Image.Image | None, rng: random.Random, real_papers: list[np.ndarray],
          neighbours: list[Image.Image], *, printed: bool = False,
          seal_chars: list[Image.Image] | None = None, text: list[Image.Image] | None = None,
-         quality: tuple[int, int] = (35, 85)) -> bytes:
+         quality: tuple[int, int] = (35, 85), close: float = 0.0) -> bytes:
     """One form crop as JPEG bytes.
 
     glyph: the character's ink mask (None: no character); printed: it is form print (a
     smaller, lighter, straight character, often with its printed neighbour beside it);
     neighbours: characters whose cut edge shows at the left or right; seal_chars: a red
     seal covering the crop (an `isnull` kind) or, with a glyph, a seal's edge; text: a
-    line of small printed characters (an `isnull` kind)."""
-    fit = glyph is not None and not printed and rng.random() < 0.7
+    line of small printed characters (an `isnull` kind); close: the share of written
+    crops made as most real ones are (v5: 0.7): a large character in dark ink, the crop cut
+    close around it (0: v4's data, made exactly as before)."""
+    fit = close > 0 and glyph is not None and not printed and rng.random() < close
     if fit:  # as most real crops: a large character, the crop cut close around it
         h = rng.uniform(40, 64)
         aspect = glyph.width / max(1, glyph.height)  # type: ignore[union-attr]
@@ -132,8 +134,10 @@ def crop(glyph: Image.Image | None, rng: random.Random, real_papers: list[np.nda
         width = rng.randint(26, 104) if glyph is not None else rng.randint(30, 110)
     bg = paper(width, rng, real_papers)
     ink = Image.new("L", (width, HEIGHT), 0)
-    pen = rng.choice(("dark blue", "dark blue", "blue", "blue", "black", "light blue")) \
-        if not printed else rng.choice(("blue", "black", "light blue", "light blue"))
+    pens = ("dark blue", "dark blue", "blue", "blue", "black", "light blue") if close else \
+        ("blue", "blue", "blue", "black", "light blue")
+    pen = rng.choice(pens) if not printed else \
+        rng.choice(("blue", "black", "light blue", "light blue"))
     if glyph is not None:
         if not fit:
             h = rng.uniform(22, 40) if printed else rng.uniform(30, 62)

@@ -143,25 +143,27 @@ def _warp(rng: random.Random) -> Callable[[float, float], tuple[float, float]]:
 
 
 def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
-                   px: int = 128, pen: bool = False) -> Image.Image:
+                   px: int = 128, pen: bool = False, v5: bool = False) -> Image.Image:
     """Draw a character the way a hand would: each stroke displaced and turned a little,
     its points wobbling; the whole slanted and squashed; a brush whose width follows a
     pressure curve (heavier at the start, lifting at the end).
 
     `pen`: a ballpoint written fast (the real forms): a thin line of nearly even width,
     corners rounded, strokes moved more and often joined to the next one by the pen's
-    path between them (semi-cursive), proportions less even."""
+    path between them (semi-cursive), proportions less even. `v5` (with `pen`): a wider
+    line (the real crops' 2-3 px) and each character's proportions bent (`_warp`)."""
     scale = px / 1024
     slant = rng.uniform(-0.3, 0.3) if pen else rng.uniform(-0.25, 0.25)
     sx, sy = (rng.uniform(0.75, 1.2), rng.uniform(0.8, 1.2)) if pen else (
         rng.uniform(0.8, 1.15), rng.uniform(0.85, 1.15))
     turn = math.radians(rng.uniform(-6, 6))
     cos_t, sin_t = math.cos(turn), math.sin(turn)
-    width = rng.uniform(26, 58) if pen else rng.uniform(26, 80)  # in the 1024 box
+    width = (rng.uniform(26, 58) if v5 else rng.uniform(20, 44)) if pen else \
+        rng.uniform(26, 80)  # in the 1024 box
     wobble = rng.uniform(2, 8) if pen else rng.uniform(3, 14)
     shift = rng.uniform(14, 30) if pen else 14.0
     joins = rng.uniform(0.2, 0.8) if pen else 0.0
-    warp = _warp(rng) if pen else None
+    warp = _warp(rng) if pen and v5 else None
     img = Image.new("L", (px * 2, px * 2), 0)
     draw = ImageDraw.Draw(img)
     last: tuple[float, float] | None = None
