@@ -75,3 +75,20 @@ def test_form_crop_is_a_scan_the_serving_path_reads(seed: int) -> None:
     assert img.format == "JPEG" and img.height == form.HEIGHT and 26 <= img.width <= 104
     x = preprocess.prepare(jpeg)
     assert x.shape == (48, 48) and x.max() == 255  # ink there, stretched
+
+
+def test_written_crops_are_cut_close_around_their_character() -> None:
+    """As in most real crops, a written character fills the height and the crop's width
+    follows the character's: a narrow character gives narrower crops than a wide one."""
+    def widths(size: tuple[int, int]) -> list[int]:
+        glyph = Image.new("L", size, 0)
+        ImageDraw.Draw(glyph).rectangle((2, 2, size[0] - 3, size[1] - 3), outline=255, width=4)
+        out = []
+        for seed in range(40):
+            jpeg = form.crop(glyph, random.Random(seed), [], [], close=0.7)
+            out.append(Image.open(io.BytesIO(jpeg)).width)
+        return out
+
+    narrow, wide = widths((50, 100)), widths((120, 100))
+    assert all(26 <= w <= 104 for w in narrow + wide)
+    assert np.median(narrow) < 0.7 * np.median(wide)

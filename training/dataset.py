@@ -62,7 +62,8 @@ def _pen(char: str, rng: random.Random) -> object:
     data = _state["strokes"]
     assert isinstance(data, glyphs.StrokeData)
     medians = data.medians(char)
-    return glyphs.render_strokes(medians, rng, pen=True) if medians else None
+    v5 = _state.get("style") == "v5"
+    return glyphs.render_strokes(medians, rng, pen=True, v5=v5) if medians else None
 
 
 def make_form(spec: Spec, rng: random.Random) -> bytes:
@@ -100,7 +101,8 @@ def make_form(spec: Spec, rng: random.Random) -> bytes:
     return form.crop(glyph, rng, papers, [n for n in neighbours if n is not None],  # type: ignore[misc]
                      printed=spec.kind == "form-print",
                      seal_chars=[c for c in seal_chars if c is not None] if seal_chars else None,  # type: ignore[misc]
-                     text=[c for c in text if c is not None] if text else None)  # type: ignore[misc]
+                     text=[c for c in text if c is not None] if text else None,  # type: ignore[misc]
+                     close=0.7 if _state.get("style") == "v5" else 0.0)
 
 
 def make(spec: Spec) -> tuple[np.ndarray, int]:
@@ -302,8 +304,13 @@ def main() -> None:
     parser.add_argument("--more", type=int, default=0, help="with --form: also "
                         "form_more.npz, this many more written crops per character (fresh "
                         "seeds; a quarter as many printed, 400 of each isnull kind)")
+    parser.add_argument("--more-out", default="form_more.npz")
+    parser.add_argument("--more-seed", type=int, default=31)
+    parser.add_argument("--style", choices=("v4", "v5"), default="v4", help="the written "
+                        "form crops: v4's, or v5's (large, dark, cut close, proportions bent)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    _state["style"] = args.style  # before the workers fork
     if args.form:  # (a set already there is kept: delete it to make it again)
         sets = {
             "form_eval.npz": lambda: form_specs("eval", 1, 1, 250, seed=22),
@@ -313,8 +320,8 @@ def main() -> None:
             "replay.npz": lambda: random.Random(24).sample(specs("train", 1, seed=1),
                                                            args.replay)}
         if args.more:
-            sets["form_more.npz"] = lambda: form_specs("train", args.more, args.more // 4, 400,
-                                                       seed=31)
+            sets[args.more_out] = lambda: form_specs("train", args.more, args.more // 4, 400,
+                                                     seed=args.more_seed)
         for name, make_specs in sets.items():
             if not (args.out / name).exists():
                 generate(make_specs(), args.out / name, args.workers)

@@ -27,6 +27,7 @@ PAPERS = (  # RGB ranges: pink, beige, grey, greenish grey, white
 )
 PENS = {  # RGB ranges of the inks
     "blue": ((20, 80), (30, 95), (110, 200)),
+    "dark blue": ((10, 45), (15, 55), (60, 140)),
     "light blue": ((50, 110), (140, 195), (200, 245)),
     "black": ((15, 60), (15, 60), (20, 70)),
 }
@@ -114,23 +115,34 @@ def _ink_colour(kind: str, rng: random.Random) -> np.ndarray:
 def crop(glyph: Image.Image | None, rng: random.Random, real_papers: list[np.ndarray],
          neighbours: list[Image.Image], *, printed: bool = False,
          seal_chars: list[Image.Image] | None = None, text: list[Image.Image] | None = None,
-         quality: tuple[int, int] = (35, 85)) -> bytes:
+         quality: tuple[int, int] = (35, 85), close: float = 0.0) -> bytes:
     """One form crop as JPEG bytes.
 
     glyph: the character's ink mask (None: no character); printed: it is form print (a
     smaller, lighter, straight character, often with its printed neighbour beside it);
     neighbours: characters whose cut edge shows at the left or right; seal_chars: a red
     seal covering the crop (an `isnull` kind) or, with a glyph, a seal's edge; text: a
-    line of small printed characters (an `isnull` kind)."""
-    width = rng.randint(26, 104) if glyph is not None else rng.randint(30, 110)
+    line of small printed characters (an `isnull` kind); close: the share of written
+    crops made as most real ones are (v5: 0.7): a large character in dark ink, the crop cut
+    close around it (0: v4's data, made exactly as before)."""
+    fit = close > 0 and glyph is not None and not printed and rng.random() < close
+    if fit:  # as most real crops: a large character, the crop cut close around it
+        h = rng.uniform(40, 64)
+        aspect = glyph.width / max(1, glyph.height)  # type: ignore[union-attr]
+        width = min(104, max(26, round(h * min(1.3, max(0.55, aspect)) * rng.uniform(1.0, 1.5))))
+    else:
+        width = rng.randint(26, 104) if glyph is not None else rng.randint(30, 110)
     bg = paper(width, rng, real_papers)
     ink = Image.new("L", (width, HEIGHT), 0)
-    pen = rng.choice(("blue", "blue", "blue", "black", "light blue")) if not printed else \
+    pens = ("dark blue", "dark blue", "blue", "blue", "black", "light blue") if close else \
+        ("blue", "blue", "blue", "black", "light blue")
+    pen = rng.choice(pens) if not printed else \
         rng.choice(("blue", "black", "light blue", "light blue"))
     if glyph is not None:
-        h = rng.uniform(22, 40) if printed else rng.uniform(30, 62)
-        cx = width / 2 + rng.gauss(0, width * 0.1)
-        cy = HEIGHT / 2 + rng.gauss(0, 5)
+        if not fit:
+            h = rng.uniform(22, 40) if printed else rng.uniform(30, 62)
+        cx = width / 2 + rng.gauss(0, width * (0.05 if fit else 0.1))
+        cy = HEIGHT / 2 + rng.gauss(0, 3 if fit else 5)
         if printed and rng.random() < 0.5:
             cx = min(cx, h * 0.6 + rng.uniform(0, 6))  # at the left, its neighbour beside
         place(ink, glyph, min(h, width * 1.3), cx, cy, rng)
@@ -157,9 +169,10 @@ def crop(glyph: Image.Image | None, rng: random.Random, real_papers: list[np.nda
     a = np.asarray(ink, np.float32)[..., None] / 255
     # ballpoint: uneven pressure along the line, a little lighter where it skips
     # (a thin line's anti-aliased edge is darkened: a ballpoint's line is saturated)
-    grain = np.random.default_rng(rng.getrandbits(32)).uniform(0.75, 1.0, a.shape)
-    a = np.minimum(a * rng.uniform(1.3, 1.8), 1.0) * (grain if not printed else 1.0) * \
-        rng.uniform(0.85, 1.0)
+    grain = np.random.default_rng(rng.getrandbits(32)).uniform(0.85 if fit else 0.75, 1.0,
+                                                               a.shape)
+    a = np.minimum(a * rng.uniform(1.5, 2.2) if fit else a * rng.uniform(1.3, 1.8), 1.0) * \
+        (grain if not printed else 1.0) * rng.uniform(0.85, 1.0)
     img = bg * (1 - a) + _ink_colour(pen, rng) * a
 
     red = Image.new("L", (width, HEIGHT), 0)

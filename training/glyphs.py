@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import random
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -122,25 +123,47 @@ def _smooth(points: list[tuple[float, float]], rounds: int) -> list[tuple[float,
     return points
 
 
+def _warp(rng: random.Random) -> Callable[[float, float], tuple[float, float]]:
+    """A hand's uneven proportions, for the whole character: its parts grown or shrunk
+    against each other (a power curve along each axis: the left radical wider or narrower
+    than the right part, the top heavier or lighter than the bottom) and a smooth elastic
+    bend (two low sine waves, up to ~4% of the box each way)."""
+    gx, gy = math.exp(rng.gauss(0, 0.22)), math.exp(rng.gauss(0, 0.18))
+    ax, ay = rng.uniform(0, 40), rng.uniform(0, 40)
+    fx, fy = rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5)
+    px, py = rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
+
+    def apply(x: float, y: float) -> tuple[float, float]:
+        u, v = min(max(x / 1024, 0.0), 1.0), min(max(y / 1024, 0.0), 1.0)
+        wx = 1024 * u ** gx + ax * math.sin(2 * math.pi * fx * v + px)
+        wy = 1024 * v ** gy + ay * math.sin(2 * math.pi * fy * u + py)
+        return wx, wy
+
+    return apply
+
+
 def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
-                   px: int = 128, pen: bool = False) -> Image.Image:
+                   px: int = 128, pen: bool = False, v5: bool = False) -> Image.Image:
     """Draw a character the way a hand would: each stroke displaced and turned a little,
     its points wobbling; the whole slanted and squashed; a brush whose width follows a
     pressure curve (heavier at the start, lifting at the end).
 
     `pen`: a ballpoint written fast (the real forms): a thin line of nearly even width,
     corners rounded, strokes moved more and often joined to the next one by the pen's
-    path between them (semi-cursive), proportions less even."""
+    path between them (semi-cursive), proportions less even. `v5` (with `pen`): a wider
+    line (the real crops' 2-3 px) and each character's proportions bent (`_warp`)."""
     scale = px / 1024
     slant = rng.uniform(-0.3, 0.3) if pen else rng.uniform(-0.25, 0.25)
     sx, sy = (rng.uniform(0.75, 1.2), rng.uniform(0.8, 1.2)) if pen else (
         rng.uniform(0.8, 1.15), rng.uniform(0.85, 1.15))
     turn = math.radians(rng.uniform(-6, 6))
     cos_t, sin_t = math.cos(turn), math.sin(turn)
-    width = rng.uniform(20, 44) if pen else rng.uniform(26, 80)  # in the 1024 box
+    width = (rng.uniform(26, 58) if v5 else rng.uniform(20, 44)) if pen else \
+        rng.uniform(26, 80)  # in the 1024 box
     wobble = rng.uniform(2, 8) if pen else rng.uniform(3, 14)
     shift = rng.uniform(14, 30) if pen else 14.0
     joins = rng.uniform(0.2, 0.8) if pen else 0.0
+    warp = _warp(rng) if pen and v5 else None
     img = Image.new("L", (px * 2, px * 2), 0)
     draw = ImageDraw.Draw(img)
     last: tuple[float, float] | None = None
@@ -154,6 +177,8 @@ def render_strokes(medians: list[list[tuple[float, float]]], rng: random.Random,
         ca, sa = math.cos(a), math.sin(a)
         pts = []
         for x, y in stroke:
+            if warp is not None:
+                x, y = warp(x, y)
             x, y = cx + (x - cx) * ca - (y - cy) * sa, cy + (x - cx) * sa + (y - cy) * ca
             x, y = x + dx + rng.gauss(0, wobble), y + dy + rng.gauss(0, wobble)
             x, y = (x - 512) * sx + slant * (y - 512), (y - 512) * sy

@@ -30,11 +30,12 @@ def main() -> None:
     n = args.columns * args.rows
     rng = random.Random(11)
     reals = [Image.open(c.path).convert("RGB") for c in rng.sample(real.unlabelled(), n)]
-    specs = dataset.form_specs("train", 1, 1, 20, seed=99)
+    specs = dataset.form_specs("train", 4, 1, 20, seed=99)  # the mix of form_v5.npz
     picked = rng.sample([s for s in specs if s.label != 800], n * 3 // 4) + \
         rng.sample([s for s in specs if s.label == 800], n - n * 3 // 4)
     rng.shuffle(picked)
     dataset.make(picked[0])  # loads the stroke data and papers
+    dataset._state["style"] = "v5"  # the generator's latest crops
     made = []
     for s in picked:
         made.append(Image.open(io.BytesIO(dataset.make_form(s, random.Random(s.seed)))))
