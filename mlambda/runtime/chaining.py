@@ -18,7 +18,6 @@ batched there); one `Invoked` frame answers once all of them have finished.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from mlambda.errors import (
 )
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Outcome, VersionRef
+from mlambda.runtime.requestid import new_request_id
 from mlambda.runtime.supervisor import Connection
 
 MAX_HOPS = 16
@@ -122,7 +122,7 @@ class Chaining:
                                 (p.CallResult(b"", error, "", version.version),) * n))
             return
         for i, payload in enumerate(msg.payloads):
-            item = p.Item(str(uuid.uuid4()), payload, None, msg.trace_ids[i], msg.depth + 1,
+            item = p.Item(new_request_id(), payload, None, msg.trace_ids[i], msg.depth + 1,
                           deadline)
             try:
                 future = self.submit(version, item)
