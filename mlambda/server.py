@@ -90,10 +90,11 @@ class Platform:
         settings = self.settings
         if settings.engine == "local":
             chaining = Chaining(self.router.resolve,
-                                lambda v, item: self.engine.submit(v, item))
-            return LocalEngine(str(self.volume), on_outcome=self.on_outcome,
-                               on_model=self.on_model_loaded, on_invoke=chaining.on_invoke,
-                               limits=self.limits, events=self.logs)
+                                lambda v, item, done: local.submit(v, item, on_done=done))
+            local = LocalEngine(str(self.volume), on_outcome=self.on_outcome,
+                                on_model=self.on_model_loaded, on_invoke=chaining.on_invoke,
+                                limits=self.limits, events=self.logs)
+            return local
         if settings.engine == "ray":
             try:
                 from mlambda.engines.ray import RayEngine

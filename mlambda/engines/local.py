@@ -66,8 +66,9 @@ class LocalEngine(Engine):
         return d
 
     def submit(self, version: VersionRef, item: p.Item, tenant: str = "",
-               weight: int = 1) -> asyncio.Future[Outcome]:
-        return self.dispatcher(version).submit(item, tenant, weight)
+               weight: int = 1, on_done: Callable[[Outcome], None] | None = None,
+               ) -> asyncio.Future[Outcome]:
+        return self.dispatcher(version).submit(item, tenant, weight, on_done)
 
     async def warm(self, version: VersionRef, count: int = 1) -> None:
         await self.dispatcher(version).warm(count)

@@ -13,7 +13,6 @@ import asyncio
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from mlambda.engines.base import Engine
@@ -48,6 +47,7 @@ from mlambda.registry import Idempotency, Route
 from mlambda.router import Router
 from mlambda.runtime.dispatcher import Outcome, VersionRef
 from mlambda.runtime.protocol import Item, ProxyMeta
+from mlambda.runtime.requestid import new_request_id
 from mlambda.settings import Settings
 from mlambda.telemetry import prometheus
 from mlambda.telemetry.metrics import Metrics
@@ -77,7 +77,7 @@ class Gateway:
 
     @staticmethod
     def request_id() -> str:
-        return str(uuid.uuid4())
+        return new_request_id()
 
     def authenticate(self, scope: Scope, role: str | None = None,
                      bearer: bool = False) -> ApiKey:

@@ -18,7 +18,7 @@ batched there); one `Invoked` frame answers once all of them have finished.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,12 +32,15 @@ from mlambda.errors import (
 )
 from mlambda.runtime import protocol as p
 from mlambda.runtime.dispatcher import Outcome, VersionRef
+from mlambda.runtime.requestid import new_request_id
 from mlambda.runtime.supervisor import Connection
 
 MAX_HOPS = 16
 
 Resolve = Callable[[str, str | None], VersionRef]
-Submit = Callable[[VersionRef, p.Item], "asyncio.Future[Outcome]"]
+# (callee, item, called with its outcome as soon as it is known) -> its future (to cancel)
+Submit = Callable[[VersionRef, p.Item, Callable[[Outcome], None] | None],
+                  "asyncio.Future[Outcome]"]
 
 
 @dataclass
@@ -122,19 +125,19 @@ class Chaining:
                                 (p.CallResult(b"", error, "", version.version),) * n))
             return
         for i, payload in enumerate(msg.payloads):
-            item = p.Item(str(uuid.uuid4()), payload, None, msg.trace_ids[i], msg.depth + 1,
+            item = p.Item(new_request_id(), payload, None, msg.trace_ids[i], msg.depth + 1,
                           deadline)
             try:
-                future = self.submit(version, item)
+                future = self.submit(version, item, None if msg.asynchronous
+                                     else functools.partial(self.on_done, call, i))
             except MlambdaError as exc:
                 self.settle(call, i, p.CallResult(b"", exc.info(), item.request_id,
                                                   version.version))
                 continue
             if msg.asynchronous:
                 self.settle(call, i, p.CallResult(b"", None, item.request_id, version.version))
-            else:
+            elif call.results[i] is None:  # not answered at once (from within submit)
                 call.futures[i] = future
-                future.add_done_callback(lambda f, i=i: self.on_done(call, i, f))  # type: ignore[misc]
         if call.left and not msg.asynchronous:
             call.timer = asyncio.get_running_loop().call_at(msg.deadline, self.on_deadline,
                                                             call, version)
@@ -163,10 +166,11 @@ class Chaining:
 
     # -- answers ----------------------------------------------------------------------
 
-    def on_done(self, call: _Call, i: int, future: asyncio.Future[Outcome]) -> None:
-        if call.results[i] is not None or future.cancelled():
-            return
-        self.settle(call, i, _result(future.result()))
+    def on_done(self, call: _Call, i: int, outcome: Outcome) -> None:
+        """A callee's outcome, from its dispatcher as it ends (no future callback: that
+        would be one more trip through the event loop per event)."""
+        if call.results[i] is None:  # else answered already: the caller's deadline passed
+            self.settle(call, i, _result(outcome))
 
     def on_deadline(self, call: _Call, version: VersionRef) -> None:
         waiting = sum(1 for b in self.blocked.values()

@@ -96,11 +96,13 @@ class ModelLoad:
 
 
 class Invocation:
-    __slots__ = ("arrived", "attempts", "future", "item", "queue_ms")
+    __slots__ = ("arrived", "attempts", "future", "item", "on_done", "queue_ms")
 
-    def __init__(self, item: p.Item, future: asyncio.Future[Outcome]) -> None:
+    def __init__(self, item: p.Item, future: asyncio.Future[Outcome],
+                 on_done: Callable[[Outcome], None] | None = None) -> None:
         self.item = item
         self.future = future
+        self.on_done = on_done  # called as it ends, without a trip through the loop
         self.arrived = time.monotonic()
         self.attempts = 0
         self.queue_ms = 0.0
@@ -209,9 +211,12 @@ class Dispatcher:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def submit(self, item: p.Item, tenant: str = "", weight: int = 1) -> asyncio.Future[Outcome]:
+    def submit(self, item: p.Item, tenant: str = "", weight: int = 1,
+               on_done: Callable[[Outcome], None] | None = None) -> asyncio.Future[Outcome]:
         """Queue one invocation for `tenant` (an API key's id; `weight` its share when the
-        queue is contended). Raises at once when it cannot be taken."""
+        queue is contended). Raises at once when it cannot be taken. `on_done` (a chained
+        call's) is called with the outcome as soon as it is known, even from within this
+        call; cancelling the future drops the invocation if it has not started."""
         if not self.accepting:
             raise ShuttingDown(f"{self.version.key} is draining")
         if len(self.queue) >= self.spec.scaling.max_queue:
@@ -221,7 +226,7 @@ class Dispatcher:
                 raise full
             self.resolve_error(pushed_out, full.info())  # the key with the largest share
         future: asyncio.Future[Outcome] = self.loop.create_future()
-        inv = Invocation(item, future)
+        inv = Invocation(item, future, on_done)
         now = inv.arrived
         self.rate = self.rate * math.exp((self.last_arrival - now) / RATE_TAU_S) + 1 / RATE_TAU_S
         self.last_arrival = now
@@ -387,6 +392,8 @@ class Dispatcher:
     def resolve(self, inv: Invocation, outcome: Outcome) -> None:
         if not inv.future.done():
             inv.future.set_result(outcome)
+        if inv.on_done is not None:
+            inv.on_done(outcome)
         if self.on_outcome is not None:
             self.on_outcome(self.version, outcome)
 

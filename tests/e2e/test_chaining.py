@@ -112,3 +112,15 @@ def test_a_self_call_that_could_never_start_fails_at_once(server: Server) -> Non
     assert error["errorType"] == "ChainDeadlockException", error
     assert "max_instances" in error["errorMessage"]
     assert time.monotonic() - start < 3  # not loner's 5 s timeout
+
+
+def test_a_callee_that_cannot_start_fails_each_call_at_once(server: Server) -> None:
+    """`badimport` fails its init: the first call is answered when the start fails, the
+    next ones (within the dispatcher's backoff) from within the submit itself."""
+    for _ in range(2):
+        caught = invoke(server, "chain", {"op": "catch", "target": "badimport",
+                                          "event": {}}).json()
+        assert caught["caught"] == "FunctionError"
+        assert caught["error_type"] == "Runtime.ImportModuleError"
+    many = invoke(server, "chain", {"op": "many", "target": "badimport", "n": 3}).json()
+    assert many["results"] == [{"error": "Runtime.ImportModuleError"}] * 3
