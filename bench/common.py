@@ -48,18 +48,23 @@ def start_platform(seed: Path | None = None, env: dict[str, str] | None = None) 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "MLAMBDA_LOG_LEVEL": "warning", **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    wait_healthy(url, proc, "mlambda up")
+    keys = {r: (data / "data" / f"{r}.key").read_text().strip() for r in ("invoke", "admin")}
+    return Running(proc, url, keys["invoke"], keys["admin"])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 60) -> None:
+    """Until `url`/healthz answers 200; raises if `proc` exits or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError("mlambda up did not become healthy")
+            raise RuntimeError(f"{what} did not become healthy")
         time.sleep(0.1)
-    keys = {r: (data / "data" / f"{r}.key").read_text().strip() for r in ("invoke", "admin")}
-    return Running(proc, url, keys["invoke"], keys["admin"])
 
 
 @dataclass

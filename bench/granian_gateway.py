@@ -28,17 +28,24 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from bench import core_shares
-from bench.common import LUA, ROOT, Running, WrkResult, free_port, start_platform, wrk
+from bench.common import (
+    LUA,
+    ROOT,
+    Running,
+    WrkResult,
+    free_port,
+    start_platform,
+    wait_healthy,
+    wrk,
+)
 from bench.core_shares import Sample
 from bench.inference_http import UNIQUE, body
 from bench.mosec_peer import loaded
@@ -81,17 +88,11 @@ def start_granian(loop: str) -> Running:
                                  "MLAMBDA_LOG_LEVEL": "warning"},
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise RuntimeError(f"granian did not become healthy: {' '.join(cmd)}")
-        time.sleep(0.1)
+    try:
+        wait_healthy(url, proc, f"granian ({' '.join(cmd)})")
+    except RuntimeError:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     keys = {r: (data / f"{r}.key").read_text().strip() for r in ("invoke", "admin")}
     return Running(proc, url, keys["invoke"], keys["admin"])
 
