@@ -58,6 +58,7 @@ class VersionState:
     ref: VersionRef
     deploying: asyncio.Task[DeploymentHandle] | None = None
     inflight: int = 0
+    exiting_actors: set[str] = field(default_factory=set)  # replicas that said they exit
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     replicas: dict[str, int] = field(default_factory=dict)  # Ray Serve state -> count
     instances: dict[str, dict[str, Any]] = field(default_factory=dict)  # replica id -> view
@@ -176,12 +177,19 @@ class RayEngine(Engine):
                 if isinstance(exc, asyncio.CancelledError) and (task is None or
                                                                 task.cancelling()):
                     raise  # our own caller cancelled the call, not Ray
+                if getattr(exc, "actor_id", None) in st.exiting_actors:
+                    # routed to a replica that had said it exits (timed out, over its
+                    # memory): it refused or never reached the call, which never ran
+                    await asyncio.sleep(RESEND_AFTER_S)
+                    continue
                 error = faults.exited(item.request_id, f"replica lost ({type(exc).__name__})")
                 if faults.retried(error, spec, attempts):
                     attempts += 1
                     continue
                 return self.error(st, item, error, arrived)
         self.note(st, reply)
+        if reply.exiting and reply.actor_id:
+            st.exiting_actors.add(reply.actor_id)
         r = reply.result
         elapsed_ms = (time.monotonic() - arrived) * 1000
         return Outcome(item.request_id, st.ref.version, r.body, r.error, r.status, r.headers,

@@ -48,6 +48,8 @@ class Reply(msgspec.Struct, frozen=True, array_like=True):
     node_id: str
     init_ms: float | None  # on the replica's first invocation only, as on `local`
     models: tuple[p.ModelLoaded, ...]  # volume model loads reported since the last reply
+    actor_id: str = ""  # the replica's Ray actor, as a lost call's error names it
+    exiting: bool = False  # the replica exits after this answer: a call lost with it never ran
 
 
 def _rss_peak_mb() -> int:
@@ -104,6 +106,7 @@ class Replica:
         self.config = p.decode_config(config_json)
         self.instance_id = serve.get_replica_context().replica_id.unique_id
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.actor_id = ray.get_runtime_context().get_actor_id() or ""
         self.inst = ReplicaInstance(self.config, self.instance_id)
         self.pool = concurrent.futures.ThreadPoolExecutor(1, "mlambda-handler")
         self.batch_ids = itertools.count(1)
@@ -162,12 +165,11 @@ class Replica:
         else:
             results = await self.run(batch)
         init_ms, self.first = (self.inst.init_ms if self.first else None), False
-        replies = [Reply(r, self.instance_id, self.node_id, init_ms if i == 0 else None,
-                         self.inst.take_models() if i == 0 else ())
-                   for i, r in enumerate(sorted(results, key=lambda r: r.index))]
         if self.inst.over_limit and not self.exiting:
             self.exit_soon(EXIT_OOM)
-        return replies
+        return [Reply(r, self.instance_id, self.node_id, init_ms if i == 0 else None,
+                      self.inst.take_models() if i == 0 else (), self.actor_id, self.exiting)
+                for i, r in enumerate(sorted(results, key=lambda r: r.index))]
 
     async def run(self, batch: p.Batch) -> list[p.Result]:
         """The batch on the handler thread, bounded by the function's timeout and watched
