@@ -144,6 +144,19 @@ class RayEngine(Engine):
             self.on_outcome(st.ref, task.result())
 
     async def call(self, st: VersionState, item: p.Item) -> Outcome:
+        """The call's outcome; never a bare cancellation unless our own caller cancelled
+        it (a node's loss can cancel what Ray had in hand: that is a lost replica)."""
+        arrived = time.monotonic()
+        try:
+            return await self.attempt(st, item)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise
+            return self.error(st, item, faults.exited(
+                item.request_id, "replica lost (the call was cancelled under it)"), arrived)
+
+    async def attempt(self, st: VersionState, item: p.Item) -> Outcome:
         handle = await self.handle(st)
         arrived = time.monotonic()
         spec = st.ref.spec

@@ -115,6 +115,18 @@ class Gateway:
                 await self.http(scope, receive, send)
             except ClientGone:
                 pass
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise  # this request is being cancelled (shutdown): not ours to answer
+                # an engine's future was cancelled under the request: answer, never drop it
+                log.error("%s %s: its invocation was cancelled", scope.get("method"),
+                          scope.get("path"))
+                try:
+                    await respond_error(send, ShuttingDown(
+                        "the invocation was cancelled before it answered; retry"))
+                except RuntimeError:  # the response had started: uvicorn closes it
+                    pass
             except Exception as exc:  # a bug of ours: say so in JSON, log it, keep serving
                 log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
                 try:
